@@ -1,0 +1,176 @@
+'use strict'
+
+// The public facade over the native binding: promises, handles and argument
+// checks that need JavaScript identity. The native side knows request ids only.
+
+const { LockCore } = require('./binding.js')
+
+// Layout of the flat result array the native side delivers (see
+// src/binding/completion.rs): id, kind, four numbers, one value.
+const SLOTS = 7
+const ACQUIRED = 0
+const NOT_ACQUIRED = 1
+const EXTENDED = 2
+const RELEASED = 3
+const CLOSED = 4
+const FAILED = 5
+
+/** Requests in flight across every lock of this process, by request id. */
+const pending = new Map()
+let lastRequest = 0
+
+function nextRequest() {
+  lastRequest = (lastRequest + 1) >>> 0
+  return lastRequest
+}
+
+function deliver(batch) {
+  for (let i = 0; i < batch.length; i += SLOTS) {
+    const request = pending.get(batch[i])
+    if (request === undefined) continue
+    pending.delete(batch[i])
+    const kind = batch[i + 1]
+    if (kind === FAILED) {
+      request.reject(batch[i + 6])
+    } else if (kind === ACQUIRED) {
+      request.resolve(
+        new LockHandle(request.lock, batch[i + 2], request.resources, batch[i + 6], batch[i + 3], batch[i + 4], batch[i + 5]),
+      )
+    } else if (kind === NOT_ACQUIRED) {
+      request.resolve(null)
+    } else if (kind === EXTENDED) {
+      const extended = batch[i + 2] === 1
+      if (extended) setValidity(request.handle, batch[i + 3], batch[i + 4])
+      request.resolve(extended)
+    } else if (kind === RELEASED) {
+      request.resolve(batch[i + 2] === 1)
+    } else if (kind === CLOSED) {
+      request.resolve(undefined)
+    }
+  }
+}
+
+function invalidArg(message) {
+  const error = new Error(message)
+  error.code = 'ERR_INVALID_ARG'
+  return error
+}
+
+let handleOwner
+let handleId
+let setValidity
+
+/** A lock this process holds; see index.d.ts. */
+class LockHandle {
+  #lock
+  #id
+
+  static {
+    handleOwner = (handle) => (handle !== null && typeof handle === 'object' && #id in handle ? handle.#lock : undefined)
+    handleId = (handle) => handle.#id
+    setValidity = (handle, validityMs, expiresAt) => {
+      handle.validityMs = validityMs
+      handle.expiresAt = expiresAt
+    }
+  }
+
+  constructor(lock, id, resources, value, validityMs, expiresAt, attempts) {
+    this.#lock = lock
+    this.#id = id
+    this.resources = resources
+    this.value = value
+    this.validityMs = validityMs
+    this.expiresAt = expiresAt
+    this.attempts = attempts
+  }
+
+  get resource() {
+    return this.resources[0]
+  }
+
+  extend(ttlMs) {
+    return this.#lock.extend(this, ttlMs)
+  }
+
+  release() {
+    return this.#lock.release(this)
+  }
+}
+
+/** A Redlock quorum lock over independent Redis nodes; see index.d.ts. */
+class DistributedLock {
+  #core
+  #closing = null
+
+  constructor(options) {
+    this.#core = new LockCore(options, deliver)
+  }
+
+  acquire(resource, ttlMs, options) {
+    const request = nextRequest()
+    try {
+      this.#core.acquire(request, resource, ttlMs, options)
+    } catch (error) {
+      return Promise.reject(error)
+    }
+    const resources = typeof resource === 'string' ? [resource] : Array.from(resource)
+    return new Promise((resolve, reject) => {
+      pending.set(request, { resolve, reject, lock: this, resources, handle: null })
+    })
+  }
+
+  extend(handle, ttlMs) {
+    const id = this.#ownId(handle)
+    if (typeof id !== 'number') return Promise.reject(id)
+    const request = nextRequest()
+    try {
+      this.#core.extend(request, id, ttlMs)
+    } catch (error) {
+      return Promise.reject(error)
+    }
+    return new Promise((resolve, reject) => {
+      pending.set(request, { resolve, reject, lock: this, resources: null, handle })
+    })
+  }
+
+  release(handle) {
+    const id = this.#ownId(handle)
+    if (typeof id !== 'number') return Promise.reject(id)
+    const request = nextRequest()
+    try {
+      this.#core.release(request, id)
+    } catch (error) {
+      return Promise.reject(error)
+    }
+    return new Promise((resolve, reject) => {
+      pending.set(request, { resolve, reject, lock: this, resources: null, handle })
+    })
+  }
+
+  close() {
+    if (this.#closing === null) {
+      const request = nextRequest()
+      this.#core.close(request)
+      this.#closing = new Promise((resolve, reject) => {
+        pending.set(request, { resolve, reject, lock: this, resources: null, handle: null })
+      })
+    }
+    return this.#closing
+  }
+
+  /** The handle's registry id, or the error to reject with. */
+  #ownId(handle) {
+    const owner = handleOwner(handle)
+    if (owner === undefined) {
+      return invalidArg(
+        `handle must be a LockHandle returned by acquire(), got ${handle === null ? 'null' : typeof handle}`,
+      )
+    }
+    if (owner !== this) {
+      return invalidArg('handle belongs to another DistributedLock instance; release it through the lock that acquired it')
+    }
+    return handleId(handle)
+  }
+}
+
+module.exports = { DistributedLock, LockHandle }

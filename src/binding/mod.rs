@@ -1,0 +1,152 @@
+//! The napi-rs binding, kept thin: it reads JavaScript arguments through the
+//! options parser, starts engine calls on the I/O runtime, and hands their
+//! results back through the completion queue. The public class and its
+//! promises live in `index.js`; this layer only knows request ids.
+
+mod completion;
+mod errors;
+mod options;
+mod raw;
+
+use std::sync::OnceLock;
+
+use napi::bindgen_prelude::{Function, Unknown};
+use napi::Env;
+use napi_derive::napi;
+
+use crate::engine::lock::Engine;
+use completion::{Batch, Completions, Outcome};
+use errors::{from_engine, invalid_arg, Code};
+use raw::Raw;
+
+type Result<T> = std::result::Result<T, napi::Error<Code>>;
+
+/// One I/O thread serves every lock in the process: the work is waiting on
+/// sockets, and one thread keeps every hand-off between tasks on one core.
+fn runtime() -> &'static tokio::runtime::Runtime {
+  static RUNTIME: OnceLock<tokio::runtime::Runtime> = OnceLock::new();
+  RUNTIME.get_or_init(|| {
+    tokio::runtime::Builder::new_multi_thread()
+      .worker_threads(1)
+      .thread_name("redis-quorum-lock-io")
+      .enable_all()
+      .build()
+      .expect("the I/O runtime starts")
+  })
+}
+
+/// The native side of one `DistributedLock`.
+#[napi]
+pub struct LockCore {
+  engine: Engine,
+  completions: Completions,
+}
+
+#[napi]
+impl LockCore {
+  /// Parses `options` (environment defaults included); `deliver` receives
+  /// finished calls in batches.
+  #[napi(constructor)]
+  pub fn new(options: Raw, deliver: Function<Batch, Unknown<'static>>) -> Result<Self> {
+    let lookup = |name: &str| std::env::var(name).ok();
+    let config = options::lock_config(&options, &lookup).map_err(invalid_arg)?;
+    let engine = Engine::new(config).map_err(from_engine)?;
+    let completions = Completions::new(deliver).map_err(|e| invalid_arg(e.reason.clone()))?;
+    Ok(LockCore {
+      engine,
+      completions,
+    })
+  }
+
+  #[napi]
+  pub fn acquire(
+    &self,
+    env: Env,
+    request: u32,
+    resource: Raw,
+    ttl_ms: Raw,
+    options: Raw,
+  ) -> Result<()> {
+    self.check_open()?;
+    let config = self.engine.config();
+    let resources = options::resources(&resource).map_err(invalid_arg)?;
+    let ttl_ms = options::ttl_argument(&ttl_ms, config.lock_ttl_ms).map_err(invalid_arg)?;
+    let retry = options::acquire_retry(&options, config.retry).map_err(invalid_arg)?;
+    let engine = self.engine.clone();
+    self.spawn(&env, request, async move {
+      match engine.acquire(&resources, ttl_ms, retry).await {
+        Ok(lock) => Outcome::Acquired(lock),
+        Err(error) => Outcome::Failed(error),
+      }
+    });
+    Ok(())
+  }
+
+  #[napi]
+  pub fn extend(&self, env: Env, request: u32, lock: f64, ttl_ms: Raw) -> Result<()> {
+    self.check_open()?;
+    let ttl_ms = match ttl_ms {
+      Raw::Undefined => None,
+      other => Some(options::ttl_argument(&other, 0).map_err(invalid_arg)?),
+    };
+    let engine = self.engine.clone();
+    self.spawn(&env, request, async move {
+      match engine.extend(lock as u64, ttl_ms).await {
+        Ok(validity) => Outcome::Extended(validity),
+        Err(error) => Outcome::Failed(error),
+      }
+    });
+    Ok(())
+  }
+
+  #[napi]
+  pub fn release(&self, env: Env, request: u32, lock: f64) -> Result<()> {
+    self.check_open()?;
+    let engine = self.engine.clone();
+    self.spawn(&env, request, async move {
+      match engine.release(lock as u64).await {
+        Ok(released) => Outcome::Released(released),
+        Err(error) => Outcome::Failed(error),
+      }
+    });
+    Ok(())
+  }
+
+  /// Refuses new calls from now on; the result arrives once held locks
+  /// are released and connections closed.
+  #[napi]
+  pub fn close(&self, env: Env, request: u32) {
+    let closing = self.engine.close();
+    self.spawn(&env, request, async move {
+      closing.await;
+      Outcome::Closed
+    });
+  }
+
+  /// The TTL `acquire` uses when none is given.
+  #[napi(getter)]
+  pub fn lock_ttl_ms(&self) -> u32 {
+    self.engine.config().lock_ttl_ms as u32
+  }
+
+  fn check_open(&self) -> Result<()> {
+    if self.engine.is_closed() {
+      return Err(from_engine(crate::engine::error::LockError::Closed));
+    }
+    Ok(())
+  }
+
+  fn spawn(
+    &self,
+    env: &Env,
+    request: u32,
+    work: impl std::future::Future<Output = Outcome> + Send + 'static,
+  ) {
+    self.completions.start(env);
+    let completions = self.completions.clone();
+    runtime().spawn(async move {
+      let outcome = work.await;
+      completions.finish(request, outcome);
+    });
+  }
+}

@@ -1,0 +1,709 @@
+//! The one options parser: reads the caller's raw values (both spellings of
+//! every key, environment defaults, `REDIS_INSTANCES` JSON) into the engine's
+//! typed configuration, and names the key in every error.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use super::raw::Raw;
+use crate::engine::config::{self, LockConfig, Retries, RetryPolicy, MAX_DELAY_MS};
+use crate::engine::node::{printable, NodeConfig};
+
+/// Reads one environment variable; tests pass their own.
+pub type EnvLookup<'a> = &'a dyn Fn(&str) -> Option<String>;
+
+const LOCK_OPTIONS: &[&str] = &[
+  "redis_nodes",
+  "lock_ttl_ms",
+  "retry_count",
+  "retry_delay_ms",
+  "retry_jitter_ms",
+  "drift_factor",
+  "key_prefix",
+  "connect_timeout_ms",
+  "command_timeout_ms",
+];
+
+const ACQUIRE_OPTIONS: &[&str] = &["retry_count", "retry_delay_ms", "retry_jitter_ms"];
+
+/// Contract options that later versions add; named so a caller learns they
+/// are not there yet instead of seeing them ignored.
+const NOT_YET_SUPPORTED: &[&str] = &[
+  "wait_ms",
+  "signal",
+  "auto_extend",
+  "fencing",
+  "metadata",
+  "restart_quarantine",
+  "max_ttl_ms",
+];
+
+const NODE_KEYS: &[&str] = &["host", "port", "username", "password", "db", "tls", "ssl"];
+
+/// The options a `DistributedLock` is constructed with.
+pub fn lock_config(raw: &Raw, env: EnvLookup) -> Result<LockConfig, String> {
+  let options = Options::read(raw, LOCK_OPTIONS, "options")?;
+  let nodes = match options.get("redis_nodes") {
+    Some((key, value)) => nodes_from_option(key, value)?,
+    None => nodes_from_env(env)?,
+  };
+  let mut config = LockConfig::with_nodes(nodes);
+  config.lock_ttl_ms = match options.get("lock_ttl_ms") {
+    Some((key, value)) => ttl(key, value)?,
+    None => env_integer(env, "REDIS_LOCK_TTL_MS", config::check_ttl)?.unwrap_or(config.lock_ttl_ms),
+  };
+  let retry_count = match options.get("retry_count") {
+    Some((key, value)) => Some(retry_count(key, value)?),
+    None => env_integer(env, "REDIS_RETRY_COUNT", |n| Retries::from_count(n as i64))?,
+  };
+  if let Some(retries) = retry_count {
+    config.retry.retries = retries;
+  }
+  let retry_delay = match options.get("retry_delay_ms") {
+    Some((key, value)) => Some(millis(key, value, 0)?),
+    None => env_integer(env, "REDIS_RETRY_DELAY_MS", |n| {
+      config::check_integer(n, 0, MAX_DELAY_MS)
+    })?,
+  };
+  if let Some(delay) = retry_delay {
+    config.retry.delay = Duration::from_millis(delay);
+  }
+  if let Some((key, value)) = options.get("retry_jitter_ms") {
+    config.retry.jitter = Duration::from_millis(millis(key, value, 0)?);
+  }
+  if let Some((key, value)) = options.get("drift_factor") {
+    config.drift_factor =
+      config::check_drift_factor(number(key, value)?).map_err(|e| invalid(key, e))?;
+  }
+  if let Some((key, value)) = options.get("key_prefix") {
+    config.key_prefix = match value {
+      Raw::String(prefix) => prefix.clone(),
+      other => {
+        return Err(invalid(
+          key,
+          format!("must be a string, got {}", other.describe()),
+        ))
+      }
+    };
+  }
+  if let Some((key, value)) = options.get("connect_timeout_ms") {
+    config.connect_timeout = Duration::from_millis(millis(key, value, 1)?);
+  }
+  if let Some((key, value)) = options.get("command_timeout_ms") {
+    config.command_timeout = Duration::from_millis(millis(key, value, 1)?);
+  }
+  config.validate()?;
+  Ok(config)
+}
+
+/// The per-call options of `acquire`, over the instance's retry policy.
+pub fn acquire_retry(raw: &Raw, defaults: RetryPolicy) -> Result<RetryPolicy, String> {
+  let options = Options::read(raw, ACQUIRE_OPTIONS, "acquire options")?;
+  let mut retry = defaults;
+  if let Some((key, value)) = options.get("retry_count") {
+    retry.retries = retry_count(key, value)?;
+  }
+  if let Some((key, value)) = options.get("retry_delay_ms") {
+    retry.delay = Duration::from_millis(millis(key, value, 0)?);
+  }
+  if let Some((key, value)) = options.get("retry_jitter_ms") {
+    retry.jitter = Duration::from_millis(millis(key, value, 0)?);
+  }
+  Ok(retry)
+}
+
+/// One resource name, or a non-empty list of distinct ones.
+pub fn resources(raw: &Raw) -> Result<Vec<String>, String> {
+  let one = |value: &Raw, what: &str| match value {
+    Raw::String(name) if !name.is_empty() => Ok(name.clone()),
+    Raw::String(_) => Err(format!(
+      "{what} is an empty string; name the resource to lock"
+    )),
+    other => Err(format!("{what} must be a string, got {}", other.describe())),
+  };
+  match raw {
+    Raw::Array(items) if items.is_empty() => Err("resource: the list of resources is empty".into()),
+    Raw::Array(items) => {
+      let mut names: Vec<String> = Vec::with_capacity(items.len());
+      for (i, item) in items.iter().enumerate() {
+        let name = one(item, &format!("resource [{i}]"))?;
+        if let Some(first) = names.iter().position(|n| *n == name) {
+          return Err(format!(
+            "resource: '{}' is listed twice (entries {first} and {i})",
+            printable(&name)
+          ));
+        }
+        names.push(name);
+      }
+      Ok(names)
+    }
+    other => Ok(vec![one(other, "resource")?]),
+  }
+}
+
+/// A TTL argument: the default when undefined.
+pub fn ttl_argument(raw: &Raw, default: u64) -> Result<u64, String> {
+  match raw {
+    Raw::Undefined => Ok(default),
+    Raw::Object(_) => Err(
+      "ttlMs must be a number of milliseconds, got an object (options go in the third argument)"
+        .into(),
+    ),
+    other => ttl("ttlMs", other),
+  }
+}
+
+/// The caller's keys, each mapped to its snake_case name, with the spelling
+/// the caller used kept for messages.
+struct Options<'a> {
+  values: HashMap<&'static str, (&'a str, &'a Raw)>,
+}
+
+impl<'a> Options<'a> {
+  fn read(raw: &'a Raw, known: &[&'static str], what: &str) -> Result<Self, String> {
+    let entries: &[(String, Raw)] = match raw {
+      Raw::Undefined => &[],
+      Raw::Object(entries) => entries,
+      other => {
+        return Err(format!(
+          "{what} must be an object, got {}",
+          other.describe()
+        ))
+      }
+    };
+    let mut values: HashMap<&'static str, (&'a str, &'a Raw)> = HashMap::new();
+    for (key, value) in entries {
+      let Some(name) = known
+        .iter()
+        .find(|name| **name == key || camel_case(name) == *key)
+      else {
+        return Err(unknown_key(key, known, what));
+      };
+      if let Some((first, _)) = values.get(name) {
+        return Err(invalid(
+          key,
+          format!("given twice, as '{first}' and '{key}'; keep one spelling"),
+        ));
+      }
+      values.insert(name, (key.as_str(), value));
+    }
+    values.retain(|_, (_, value)| **value != Raw::Undefined);
+    Ok(Options { values })
+  }
+
+  fn get(&self, name: &str) -> Option<(&'a str, &'a Raw)> {
+    self.values.get(name).copied()
+  }
+}
+
+fn unknown_key(key: &str, known: &[&str], what: &str) -> String {
+  let shown = printable(key);
+  if let Some(name) = NOT_YET_SUPPORTED
+    .iter()
+    .find(|n| **n == key || camel_case(n) == key)
+  {
+    return format!(
+      "invalid option '{shown}': '{name}' is not supported by this version of the lock"
+    );
+  }
+  match suggestion(key, known) {
+    Some(name) => format!(
+      "invalid option '{shown}': unknown {what} key; did you mean '{name}' (or '{}')?",
+      camel_case(name)
+    ),
+    None => {
+      let all: Vec<&str> = known.to_vec();
+      format!(
+        "invalid option '{shown}': unknown {what} key; known keys are {}",
+        all.join(", ")
+      )
+    }
+  }
+}
+
+/// The known key the caller most likely meant: the same letters in another
+/// case or spelling, a prefix of it, or a typo or two away.
+fn suggestion<'k>(key: &str, known: &[&'k str]) -> Option<&'k str> {
+  let normal = |s: &str| -> String {
+    s.chars()
+      .filter(|c| *c != '_' && *c != '-')
+      .flat_map(char::to_lowercase)
+      .collect()
+  };
+  let wanted = normal(key);
+  if wanted.is_empty() {
+    return None;
+  }
+  known
+    .iter()
+    .map(|name| {
+      let candidate = normal(name);
+      let score = if candidate == wanted {
+        0
+      } else if candidate.starts_with(&wanted) || wanted.starts_with(&candidate) {
+        1
+      } else {
+        1 + edit_distance(&candidate, &wanted)
+      };
+      (score, *name)
+    })
+    .filter(|(score, _)| *score <= 3)
+    .min_by_key(|(score, _)| *score)
+    .map(|(_, name)| name)
+}
+
+fn edit_distance(a: &str, b: &str) -> usize {
+  let b: Vec<char> = b.chars().collect();
+  let mut row: Vec<usize> = (0..=b.len()).collect();
+  for (i, ca) in a.chars().enumerate() {
+    let mut previous = row[0];
+    row[0] = i + 1;
+    for (j, cb) in b.iter().enumerate() {
+      let current = row[j + 1];
+      row[j + 1] = (previous + usize::from(ca != *cb))
+        .min(row[j] + 1)
+        .min(current + 1);
+      previous = current;
+    }
+  }
+  row[b.len()]
+}
+
+pub fn camel_case(snake: &str) -> String {
+  let mut out = String::with_capacity(snake.len());
+  let mut upper = false;
+  for c in snake.chars() {
+    if c == '_' {
+      upper = true;
+    } else if upper {
+      out.extend(c.to_uppercase());
+      upper = false;
+    } else {
+      out.push(c);
+    }
+  }
+  out
+}
+
+fn invalid(key: &str, problem: impl AsRef<str>) -> String {
+  format!("invalid option '{}': {}", printable(key), problem.as_ref())
+}
+
+fn number(key: &str, value: &Raw) -> Result<f64, String> {
+  match value {
+    Raw::Number(n) => Ok(*n),
+    other => Err(invalid(
+      key,
+      format!("must be a number, got {}", other.describe()),
+    )),
+  }
+}
+
+fn ttl(key: &str, value: &Raw) -> Result<u64, String> {
+  config::check_ttl(number(key, value)?).map_err(|e| invalid(key, e))
+}
+
+fn millis(key: &str, value: &Raw, min: u64) -> Result<u64, String> {
+  config::check_integer(number(key, value)?, min, MAX_DELAY_MS).map_err(|e| invalid(key, e))
+}
+
+fn retry_count(key: &str, value: &Raw) -> Result<Retries, String> {
+  let count = number(key, value)?;
+  if count.is_finite() && count.fract() == 0.0 {
+    if let Ok(retries) = Retries::from_count(count as i64) {
+      return Ok(retries);
+    }
+  }
+  Err(invalid(
+    key,
+    format!(
+      "must be -1 (no limit) or an integer from 0 to 1000000, got {}",
+      value.describe()
+    ),
+  ))
+}
+
+fn env_integer<T>(
+  env: EnvLookup,
+  name: &str,
+  check: impl Fn(f64) -> Result<T, String>,
+) -> Result<Option<T>, String> {
+  let Some(text) = env(name).filter(|t| !t.trim().is_empty()) else {
+    return Ok(None);
+  };
+  let parsed = text
+    .trim()
+    .parse::<i64>()
+    .map_err(|_| format!("must be an integer, got '{}'", printable(&text)))
+    .and_then(|n| check(n as f64));
+  parsed
+    .map(Some)
+    .map_err(|e| format!("invalid environment variable {name}: {e}"))
+}
+
+fn nodes_from_option(key: &str, value: &Raw) -> Result<Vec<NodeConfig>, String> {
+  let Raw::Array(items) = value else {
+    return Err(invalid(
+      key,
+      format!(
+        "must be an array of node addresses or objects, got {}",
+        value.describe()
+      ),
+    ));
+  };
+  items
+    .iter()
+    .enumerate()
+    .map(|(i, item)| node(item).map_err(|e| invalid(key, format!("entry {i}: {e}"))))
+    .collect()
+}
+
+fn nodes_from_env(env: EnvLookup) -> Result<Vec<NodeConfig>, String> {
+  if let Some(list) = env("REDIS_NODES").filter(|t| !t.trim().is_empty()) {
+    return list
+      .split(',')
+      .map(str::trim)
+      .filter(|spec| !spec.is_empty())
+      .enumerate()
+      .map(|(i, spec)| {
+        NodeConfig::parse(spec)
+          .map_err(|e| format!("invalid environment variable REDIS_NODES: entry {i}: {e}"))
+      })
+      .collect();
+  }
+  if let Some(json) = env("REDIS_INSTANCES").filter(|t| !t.trim().is_empty()) {
+    let problem = |e: String| format!("invalid environment variable REDIS_INSTANCES: {e}");
+    let raw = Raw::from_json(&json).map_err(problem)?;
+    let Raw::Array(items) = raw else {
+      return Err(problem(
+        "must be a JSON list of {host, port, password, ssl} objects".into(),
+      ));
+    };
+    return items
+      .iter()
+      .enumerate()
+      .map(|(i, item)| node(item).map_err(|e| problem(format!("entry {i}: {e}"))))
+      .collect();
+  }
+  Ok(
+    config::DEFAULT_NODES
+      .iter()
+      .map(|spec| NodeConfig::parse(spec).expect("the default nodes parse"))
+      .collect(),
+  )
+}
+
+/// A node address string, or `{ host, port?, username?, password?, db?, tls?, ssl? }`.
+fn node(raw: &Raw) -> Result<NodeConfig, String> {
+  let entries = match raw {
+    Raw::String(spec) => return NodeConfig::parse(spec),
+    Raw::Object(entries) => entries,
+    other => {
+      return Err(format!(
+        "a node must be an address string or an object with a host, got {}",
+        other.describe()
+      ))
+    }
+  };
+  let mut fields: HashMap<&str, &Raw> = HashMap::new();
+  for (key, value) in entries {
+    let Some(name) = NODE_KEYS.iter().find(|n| **n == key) else {
+      let hint = suggestion(key, NODE_KEYS)
+        .map(|name| format!("; did you mean '{name}'?"))
+        .unwrap_or_default();
+      return Err(format!("unknown node key '{}'{hint}", printable(key)));
+    };
+    if *value != Raw::Undefined {
+      fields.insert(name, value);
+    }
+  }
+  let text = |name: &str| -> Result<Option<String>, String> {
+    match fields.get(name) {
+      None => Ok(None),
+      Some(Raw::String(s)) => Ok(Some(s.clone())),
+      // The value of a password is never shown, whatever its type.
+      Some(_) if name == "password" => Err("node key 'password' must be a string".into()),
+      Some(other) => Err(format!(
+        "node key '{name}' must be a string, got {}",
+        other.describe()
+      )),
+    }
+  };
+  let integer = |name: &str, min: u64, max: u64| -> Result<Option<u64>, String> {
+    match fields.get(name) {
+      None => Ok(None),
+      Some(Raw::Number(n)) => config::check_integer(*n, min, max)
+        .map(Some)
+        .map_err(|e| format!("node key '{name}' {e}")),
+      Some(other) => Err(format!(
+        "node key '{name}' must be a number, got {}",
+        other.describe()
+      )),
+    }
+  };
+  let flag = |name: &str| -> Result<Option<bool>, String> {
+    match fields.get(name) {
+      None => Ok(None),
+      Some(Raw::Bool(b)) => Ok(Some(*b)),
+      Some(other) => Err(format!(
+        "node key '{name}' must be a boolean, got {}",
+        other.describe()
+      )),
+    }
+  };
+  let host = text("host")?.ok_or("a node object needs a 'host'")?;
+  let port = integer("port", 1, 65_535)?.unwrap_or(u64::from(crate::engine::node::DEFAULT_PORT));
+  let mut node = NodeConfig::endpoint(host.trim(), port as u16)?;
+  node.username = text("username")?.filter(|s| !s.is_empty());
+  node.password = text("password")?.filter(|s| !s.is_empty());
+  node.db = integer("db", 0, u64::from(u32::MAX))?.unwrap_or(0) as u32;
+  node.tls = match (flag("tls")?, flag("ssl")?) {
+    (Some(tls), Some(ssl)) if tls != ssl => {
+      return Err("node keys 'tls' and 'ssl' disagree; 'ssl' is an alias of 'tls'".into())
+    }
+    (tls, ssl) => tls.or(ssl).unwrap_or(false),
+  };
+  Ok(node)
+}
+
+#[cfg(test)]
+mod tests {
+  use super::*;
+
+  fn obj(entries: &[(&str, Raw)]) -> Raw {
+    Raw::Object(
+      entries
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.clone()))
+        .collect(),
+    )
+  }
+
+  fn s(text: &str) -> Raw {
+    Raw::String(text.into())
+  }
+
+  fn no_env(_: &str) -> Option<String> {
+    None
+  }
+
+  fn nodes(specs: &[&str]) -> Raw {
+    Raw::Array(specs.iter().map(|spec| s(spec)).collect())
+  }
+
+  #[test]
+  fn defaults_fill_what_is_not_given() {
+    let config = lock_config(&Raw::Undefined, &no_env).unwrap();
+    let labels: Vec<String> = config.nodes.iter().map(NodeConfig::label).collect();
+    assert_eq!(
+      labels,
+      ["localhost:6379", "localhost:6380", "localhost:6381"]
+    );
+    assert_eq!(config.lock_ttl_ms, 30_000);
+    assert_eq!(config.retry.retries, Retries::Limited(3));
+    assert_eq!(config.retry.delay, Duration::from_millis(200));
+    assert_eq!(config.retry.jitter, Duration::from_millis(100));
+    assert_eq!(config.key_prefix, "redlock:");
+    assert_eq!(config.command_timeout, Duration::from_millis(500));
+  }
+
+  #[test]
+  fn both_spellings_are_read_but_not_together() {
+    let snake = lock_config(&obj(&[("lock_ttl_ms", Raw::Number(5000.0))]), &no_env).unwrap();
+    let camel = lock_config(&obj(&[("lockTtlMs", Raw::Number(5000.0))]), &no_env).unwrap();
+    assert_eq!((snake.lock_ttl_ms, camel.lock_ttl_ms), (5000, 5000));
+    let both = obj(&[
+      ("lock_ttl_ms", Raw::Number(1.0)),
+      ("lockTtlMs", Raw::Number(2.0)),
+    ]);
+    let error = lock_config(&both, &no_env).unwrap_err();
+    assert!(error.contains("given twice"), "{error}");
+  }
+
+  #[test]
+  fn unknown_keys_are_named_with_a_suggestion() {
+    for (key, meant) in [
+      ("lock_ttl", "lock_ttl_ms"),
+      ("LOCK_TTL_MS", "lock_ttl_ms"),
+      ("retryCont", "retry_count"),
+      ("redis_node", "redis_nodes"),
+      ("keyprefix", "key_prefix"),
+    ] {
+      let error = lock_config(&obj(&[(key, Raw::Number(1.0))]), &no_env).unwrap_err();
+      assert!(error.contains(&format!("'{key}'")), "{error}");
+      assert!(
+        error.contains(&format!("did you mean '{meant}'")),
+        "{key}: {error}"
+      );
+    }
+    let error = lock_config(&obj(&[("colour", Raw::Number(1.0))]), &no_env).unwrap_err();
+    assert!(error.contains("known keys are"), "{error}");
+    let error = lock_config(&obj(&[("auto_extend", Raw::Bool(true))]), &no_env).unwrap_err();
+    assert!(error.contains("not supported by this version"), "{error}");
+  }
+
+  #[test]
+  fn wrong_types_and_ranges_name_the_key() {
+    for (key, value) in [
+      ("lock_ttl_ms", s("30000")),
+      ("lock_ttl_ms", Raw::Number(0.0)),
+      ("lock_ttl_ms", Raw::Number(-1.0)),
+      ("lock_ttl_ms", Raw::Number(f64::NAN)),
+      ("lock_ttl_ms", Raw::Number(f64::INFINITY)),
+      ("lock_ttl_ms", Raw::Number(1e20)),
+      ("lock_ttl_ms", Raw::Number(1.5)),
+      ("lock_ttl_ms", Raw::Null),
+      ("retry_count", Raw::Number(-2.0)),
+      ("retry_count", Raw::Number(0.5)),
+      ("retry_delay_ms", Raw::Number(-1.0)),
+      ("retry_jitter_ms", Raw::Bool(true)),
+      ("drift_factor", Raw::Number(2.0)),
+      ("key_prefix", Raw::Number(1.0)),
+      ("connect_timeout_ms", Raw::Number(0.0)),
+      ("command_timeout_ms", Raw::Number(1e9)),
+      ("redis_nodes", s("localhost:6379")),
+      ("redis_nodes", Raw::Array(vec![])),
+      ("redis_nodes", nodes(&["a:1", "a:1"])),
+      ("redis_nodes", nodes(&["a:0"])),
+      ("redis_nodes", nodes(&["a:65536"])),
+      ("redis_nodes", nodes(&["what is this"])),
+      ("redis_nodes", Raw::Array(vec![Raw::Number(6379.0)])),
+      (
+        "redis_nodes",
+        Raw::Array(vec![obj(&[("port", Raw::Number(1.0))])]),
+      ),
+      (
+        "redis_nodes",
+        Raw::Array(vec![obj(&[("host", s("a")), ("prot", Raw::Number(1.0))])]),
+      ),
+    ] {
+      let error = lock_config(&obj(&[(key, value.clone())]), &no_env)
+        .expect_err(&format!("{key} = {value:?} accepted"));
+      assert!(error.contains(key), "{key} = {value:?}: {error}");
+    }
+  }
+
+  #[test]
+  fn node_objects_as_in_redis_instances() {
+    let node_object = obj(&[
+      ("host", s("cache.example.com")),
+      ("port", Raw::Number(6380.0)),
+      ("password", s("hunter2")),
+      ("ssl", Raw::Bool(true)),
+    ]);
+    let config = lock_config(
+      &obj(&[("redis_nodes", Raw::Array(vec![node_object]))]),
+      &no_env,
+    )
+    .unwrap();
+    let node = &config.nodes[0];
+    assert_eq!(
+      (node.host.as_str(), node.port, node.tls),
+      ("cache.example.com", 6380, true)
+    );
+    assert_eq!(node.password.as_deref(), Some("hunter2"));
+    let wrong = obj(&[("host", s("h")), ("password", Raw::Number(1234.0))]);
+    let error =
+      lock_config(&obj(&[("redis_nodes", Raw::Array(vec![wrong]))]), &no_env).unwrap_err();
+    assert!(
+      error.contains("password") && !error.contains("1234"),
+      "{error}"
+    );
+  }
+
+  #[test]
+  fn environment_defaults_apply_when_options_are_silent() {
+    let env = |name: &str| match name {
+      "REDIS_NODES" => Some("r1:7001, r2:7002,r3:7003".to_string()),
+      "REDIS_LOCK_TTL_MS" => Some("15000".to_string()),
+      "REDIS_RETRY_COUNT" => Some("-1".to_string()),
+      "REDIS_RETRY_DELAY_MS" => Some("50".to_string()),
+      _ => None,
+    };
+    let config = lock_config(&Raw::Undefined, &env).unwrap();
+    assert_eq!(config.nodes.len(), 3);
+    assert_eq!(config.nodes[1].label(), "r2:7002");
+    assert_eq!(config.lock_ttl_ms, 15_000);
+    assert_eq!(config.retry.retries, Retries::Unlimited);
+    assert_eq!(config.retry.delay, Duration::from_millis(50));
+    let explicit = lock_config(&obj(&[("lock_ttl_ms", Raw::Number(1000.0))]), &env).unwrap();
+    assert_eq!(explicit.lock_ttl_ms, 1000);
+  }
+
+  #[test]
+  fn redis_instances_json_is_read_when_redis_nodes_is_unset() {
+    let env = |name: &str| {
+      match name {
+      "REDIS_INSTANCES" => Some(
+        r#"[{"host":"a.example.com","port":6380,"password":"k1","ssl":true},{"host":"b.example.com","port":6380,"password":"k2","ssl":true},{"host":"c.example.com","port":6380,"password":"k3","ssl":true}]"#
+          .to_string(),
+      ),
+      _ => None,
+    }
+    };
+    let config = lock_config(&Raw::Undefined, &env).unwrap();
+    assert_eq!(config.nodes.len(), 3);
+    assert!(config.nodes.iter().all(|n| n.tls && n.port == 6380));
+    assert_eq!(config.nodes[2].password.as_deref(), Some("k3"));
+    let broken = |name: &str| (name == "REDIS_INSTANCES").then(|| "[{host:".to_string());
+    let error = lock_config(&Raw::Undefined, &broken).unwrap_err();
+    assert!(
+      error.contains("REDIS_INSTANCES") && error.contains("JSON"),
+      "{error}"
+    );
+    let bad_ttl = |name: &str| (name == "REDIS_LOCK_TTL_MS").then(|| "30s".to_string());
+    let error = lock_config(&Raw::Undefined, &bad_ttl).unwrap_err();
+    assert!(error.contains("REDIS_LOCK_TTL_MS"), "{error}");
+  }
+
+  #[test]
+  fn resources_and_ttl_arguments() {
+    assert_eq!(resources(&s("a")).unwrap(), ["a"]);
+    assert_eq!(resources(&nodes(&["a", "b"])).unwrap(), ["a", "b"]);
+    for bad in [
+      s(""),
+      Raw::Number(1.0),
+      Raw::Null,
+      Raw::Undefined,
+      Raw::Array(vec![]),
+      nodes(&["a", "a"]),
+      nodes(&["a", ""]),
+    ] {
+      let error = resources(&bad).expect_err(&format!("{bad:?}"));
+      assert!(error.contains("resource"), "{error}");
+    }
+    assert_eq!(ttl_argument(&Raw::Undefined, 7), Ok(7));
+    assert_eq!(ttl_argument(&Raw::Number(100.0), 7), Ok(100));
+    assert!(ttl_argument(&Raw::Number(0.0), 7)
+      .unwrap_err()
+      .contains("ttlMs"));
+    assert!(ttl_argument(&obj(&[]), 7)
+      .unwrap_err()
+      .contains("third argument"));
+  }
+
+  #[test]
+  fn acquire_options_override_the_retry_policy() {
+    let defaults = lock_config(&Raw::Undefined, &no_env).unwrap().retry;
+    let retry = acquire_retry(
+      &obj(&[
+        ("retryCount", Raw::Number(0.0)),
+        ("retry_delay_ms", Raw::Number(5.0)),
+      ]),
+      defaults,
+    )
+    .unwrap();
+    assert_eq!(retry.retries, Retries::Limited(0));
+    assert_eq!(retry.delay, Duration::from_millis(5));
+    assert_eq!(retry.jitter, defaults.jitter);
+    assert!(acquire_retry(&obj(&[("lock_ttl_ms", Raw::Number(1.0))]), defaults).is_err());
+    assert!(acquire_retry(&s("x"), defaults).is_err());
+  }
+
+  #[test]
+  fn camel_case_of_every_option() {
+    assert_eq!(camel_case("redis_nodes"), "redisNodes");
+    assert_eq!(camel_case("lock_ttl_ms"), "lockTtlMs");
+    assert_eq!(camel_case("retry_jitter_ms"), "retryJitterMs");
+  }
+}

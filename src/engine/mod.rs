@@ -1,0 +1,14 @@
+//! The quorum engine: Redis and the Redlock algorithm, nothing of JavaScript.
+//!
+//! `config` holds every default, `node` parses node addresses, `quorum` the
+//! pure arithmetic, `connection` one multiplexed connection per node,
+//! `scripts` the commands and Lua scripts, `lock` the orchestration, and
+//! `error` the error codes. It is tested with `cargo test` alone.
+
+pub mod config;
+pub mod connection;
+pub mod error;
+pub mod lock;
+pub mod node;
+pub mod quorum;
+pub mod scripts;
