@@ -15,9 +15,9 @@ export declare class LockCore {
    * Parses `options` (environment defaults included); `deliver` receives
    * finished calls in batches.
    */
-  constructor(options: Raw, deliver: (arg: Batch) => unknown)
-  acquire(request: number, resource: Raw, ttlMs: Raw, options: Raw): void
-  extend(request: number, lock: number, ttlMs: Raw): void
+  constructor(options: unknown, deliver: (batch: unknown[]) => void)
+  acquire(request: number, resource: unknown, ttlMs: unknown, options: unknown): void
+  extend(request: number, lock: number, ttlMs: unknown): void
   release(request: number, lock: number): void
   /**
    * Refuses new calls from now on; the result arrives once held locks

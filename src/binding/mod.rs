@@ -46,7 +46,10 @@ pub struct LockCore {
 impl LockCore {
   /// Parses `options` (environment defaults included); `deliver` receives
   /// finished calls in batches.
-  #[napi(constructor)]
+  #[napi(
+    constructor,
+    ts_args_type = "options: unknown, deliver: (batch: unknown[]) => void"
+  )]
   pub fn new(options: Raw, deliver: Function<Batch, Unknown<'static>>) -> Result<Self> {
     let lookup = |name: &str| std::env::var(name).ok();
     let config = options::lock_config(&options, &lookup).map_err(invalid_arg)?;
@@ -58,7 +61,7 @@ impl LockCore {
     })
   }
 
-  #[napi]
+  #[napi(ts_args_type = "request: number, resource: unknown, ttlMs: unknown, options: unknown")]
   pub fn acquire(
     &self,
     env: Env,
@@ -82,7 +85,7 @@ impl LockCore {
     Ok(())
   }
 
-  #[napi]
+  #[napi(ts_args_type = "request: number, lock: number, ttlMs: unknown")]
   pub fn extend(&self, env: Env, request: u32, lock: f64, ttl_ms: Raw) -> Result<()> {
     self.check_open()?;
     let ttl_ms = match ttl_ms {

@@ -91,6 +91,10 @@ impl NodeClient {
     })
   }
 
+  pub fn is_connected(&self) -> bool {
+    matches!(*self.shared.state.borrow(), ConnState::Ready(..))
+  }
+
   /// Closes the connection; later commands fail with "closed".
   pub fn close(&self) {
     self.shared.state.send_replace(ConnState::Closed);

@@ -134,7 +134,7 @@ impl Engine {
       inner: Arc::new(Inner {
         config,
         nodes,
-        scripts: Scripts::new(),
+        scripts: Scripts::default(),
         registry: Mutex::new(Registry::default()),
         closed: watch::Sender::new(false),
         in_flight: AtomicUsize::new(0),
@@ -168,7 +168,7 @@ impl Engine {
       .map(|resource| format!("{}{resource}", config.key_prefix))
       .collect();
     let value: Arc<str> = uuid::Uuid::new_v4().to_string().into();
-    let request = inner.scripts.acquire(&keys, &value, ttl_ms);
+    let request = Arc::new(inner.scripts.acquire(&keys, &value, ttl_ms));
     let attempt_timeout = config.command_timeout.min(Duration::from_millis(ttl_ms));
     let mut attempts: u32 = 0;
     loop {
@@ -214,6 +214,8 @@ impl Engine {
 
   /// Extends a held lock to `ttl_ms` (its acquire TTL when `None`) on every
   /// node that still holds it; the new validity when a majority did in time.
+  /// Otherwise the lock is lost: it leaves the registry and its keys are
+  /// deleted wherever this owner still had them.
   pub async fn extend(&self, id: u64, ttl_ms: Option<u64>) -> Result<Option<Validity>, LockError> {
     let inner = &*self.inner;
     let _in_flight = InFlight::enter(inner)?;
@@ -221,25 +223,37 @@ impl Engine {
       return Ok(None);
     };
     let ttl_ms = ttl_ms.unwrap_or(lock.ttl_ms);
-    let request = inner.scripts.extend(&lock.keys, &lock.value, ttl_ms);
+    let request = Arc::new(inner.scripts.extend(&lock.keys, &lock.value, ttl_ms));
     let start = Instant::now();
     let timeout = inner
       .config
       .command_timeout
       .min(Duration::from_millis(ttl_ms));
     let votes = inner.fan_out(&request, timeout, script_vote(1)).await;
-    if votes.verdict != Verdict::Won {
+    let validity = match votes.verdict {
+      Verdict::Won => validity_ms(ttl_ms, start.elapsed(), inner.config.drift_factor),
+      _ => None,
+    };
+    let Some(ms) = validity else {
+      // The lease is lost: what is left of it on a minority would only
+      // stand in the next owner's way, so it goes now.
+      inner.forget(id);
+      inner
+        .clean_up(&lock.keys, &lock.value, &votes.replies)
+        .await;
       return Ok(None);
+    };
+    let gone_at = start + Duration::from_millis(ttl_ms) + inner.config.command_timeout;
+    if let Some(held) = inner
+      .registry
+      .lock()
+      .unwrap_or_else(|e| e.into_inner())
+      .locks
+      .get_mut(&id)
+    {
+      held.gone_at = held.gone_at.max(gone_at);
     }
-    let validity = validity_ms(ttl_ms, start.elapsed(), inner.config.drift_factor);
-    if validity.is_some() {
-      let gone_at = start + Duration::from_millis(ttl_ms) + inner.config.command_timeout;
-      let mut registry = inner.registry.lock().unwrap_or_else(|e| e.into_inner());
-      if let Some(held) = registry.locks.get_mut(&id) {
-        held.gone_at = held.gone_at.max(gone_at);
-      }
-    }
-    Ok(validity.map(Validity::from_now))
+    Ok(Some(Validity::from_now(ms)))
   }
 
   /// Deletes the lock wherever this owner still holds it; `true` when a
@@ -247,11 +261,7 @@ impl Engine {
   pub async fn release(&self, id: u64) -> Result<bool, LockError> {
     let inner = &*self.inner;
     let _in_flight = InFlight::enter(inner)?;
-    let lock = {
-      let mut registry = inner.registry.lock().unwrap_or_else(|e| e.into_inner());
-      registry.locks.remove(&id)
-    };
-    match lock {
+    match inner.forget(id) {
       Some(lock) => Ok(inner.release_held(&lock).await),
       None => Ok(false),
     }
@@ -313,18 +323,24 @@ impl Inner {
   /// outcome is certain, or when `timeout` ends the wait for the rest.
   async fn fan_out(
     &self,
-    request: &Request,
+    request: &Arc<Request>,
     timeout: Duration,
     vote: impl Fn(&Value) -> Option<bool>,
   ) -> Votes {
     let mut tally = Tally::new(self.nodes.len());
     let mut replies = vec![Reply::Pending; self.nodes.len()];
+    let all_connected = self.nodes.iter().all(NodeClient::is_connected);
     let mut answers: FuturesUnordered<_> = self
       .nodes
       .iter()
       .enumerate()
-      .map(|(i, node)| async move { (i, node.query(request).await) })
+      .map(|(i, node)| {
+        let node = node.clone();
+        let request = request.clone();
+        async move { (i, node.query(&request).await) }
+      })
       .collect();
+    let started = Instant::now();
     let mut deadline = pin!(tokio::time::sleep(timeout));
     loop {
       tokio::select! {
@@ -350,6 +366,15 @@ impl Inner {
             }
           };
           if verdict != Verdict::Pending {
+            if !all_connected && !answers.is_empty() {
+              // A node that was still connecting has not been sent the
+              // command yet; it gets it in the background, so that a write
+              // or a delete reaches every node and not only a majority.
+              let left = timeout.saturating_sub(started.elapsed());
+              tokio::spawn(async move {
+                let _ = tokio::time::timeout(left, answers.collect::<Vec<_>>()).await;
+              });
+            }
             return Votes { verdict, replies };
           }
         }
@@ -400,7 +425,7 @@ impl Inner {
   }
 
   async fn release_held(&self, lock: &HeldLock) -> bool {
-    let request = self.scripts.release(&lock.keys, &lock.value);
+    let request = Arc::new(self.scripts.release(&lock.keys, &lock.value));
     let votes = self
       .fan_out(
         &request,
@@ -440,6 +465,15 @@ impl Inner {
     let id = registry.next_id;
     registry.locks.insert(id, lock);
     Some(id)
+  }
+
+  fn forget(&self, id: u64) -> Option<HeldLock> {
+    self
+      .registry
+      .lock()
+      .unwrap_or_else(|e| e.into_inner())
+      .locks
+      .remove(&id)
   }
 
   fn held(&self, id: u64) -> Option<HeldLock> {

@@ -24,8 +24,8 @@ pub struct Scripts {
   release: String,
 }
 
-impl Scripts {
-  pub fn new() -> Self {
+impl Default for Scripts {
+  fn default() -> Self {
     let hash = |source| Script::new(source).get_hash().to_string();
     Scripts {
       acquire_all: hash(ACQUIRE_ALL),
@@ -33,7 +33,9 @@ impl Scripts {
       release: hash(RELEASE),
     }
   }
+}
 
+impl Scripts {
   pub fn acquire(&self, keys: &[String], value: &str, ttl_ms: u64) -> Request {
     match keys {
       [key] => {
@@ -74,7 +76,7 @@ mod tests {
 
   #[test]
   fn requests_carry_the_hash_of_their_script() {
-    let scripts = Scripts::new();
+    let scripts = Scripts::default();
     let keys = ["redlock:a".to_string(), "redlock:b".to_string()];
     for (request, source) in [
       (scripts.acquire(&keys, "v", 100), ACQUIRE_ALL),

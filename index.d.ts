@@ -1,0 +1,222 @@
+/**
+ * A Redlock distributed lock over independent Redis nodes, with a native
+ * Rust engine. A lock is held when a majority of the nodes granted it within
+ * its validity.
+ *
+ * @example
+ * ```ts
+ * import { DistributedLock } from 'redis-quorum-lock'
+ *
+ * const lock = new DistributedLock({
+ *   redis_nodes: ['localhost:6379', 'localhost:6380', 'localhost:6381'],
+ *   lock_ttl_ms: 30000,
+ * })
+ * const handle = await lock.acquire('my-lock')
+ * if (handle) {
+ *   try {
+ *     // work while the lease is valid
+ *   } finally {
+ *     await lock.release(handle)
+ *   }
+ * }
+ * await lock.close()
+ * ```
+ * @packageDocumentation
+ */
+
+/**
+ * One Redis node: `host`, `host:port`, `[::1]:6380`,
+ * `redis://[user:pass@]host:port[/db]`, `rediss://...` (TLS), or an object.
+ */
+export type RedisNode = string | RedisNodeOptions
+
+/** A Redis node given as an object, as in `REDIS_INSTANCES`. */
+export interface RedisNodeOptions {
+  /** Host name or IP address. */
+  host: string
+  /** Port; 6379 when omitted. */
+  port?: number
+  /** ACL user name. */
+  username?: string
+  /** Password; never shown in an error message. */
+  password?: string
+  /** Database number; 0 when omitted. */
+  db?: number
+  /** Connect with TLS. */
+  tls?: boolean
+  /** Alias of `tls`. */
+  ssl?: boolean
+}
+
+/**
+ * Options of a {@link DistributedLock}. Every key is also accepted in
+ * camelCase (`redisNodes`, `lockTtlMs`, ...); an unknown key, both spellings
+ * of one key, or a value of the wrong type or range throws an error with
+ * code `ERR_INVALID_ARG`.
+ */
+export interface DistributedLockOptions {
+  /**
+   * The independent Redis nodes of the quorum, 1 to 15 and no duplicates.
+   * Default: env `REDIS_NODES` (comma separated), else env `REDIS_INSTANCES`
+   * (JSON list of `{host, port, password, ssl}`), else `localhost:6379`,
+   * `localhost:6380`, `localhost:6381`.
+   */
+  redis_nodes?: RedisNode[]
+  /** camelCase spelling of {@link DistributedLockOptions.redis_nodes}. */
+  redisNodes?: RedisNode[]
+  /** Default lease length in ms, 1 to 2^31-1. Default: env `REDIS_LOCK_TTL_MS`, else 30000. */
+  lock_ttl_ms?: number
+  /** camelCase spelling of {@link DistributedLockOptions.lock_ttl_ms}. */
+  lockTtlMs?: number
+  /**
+   * Further attempts after the first; -1 retries without limit (until the
+   * lock is acquired or closed). Default: env `REDIS_RETRY_COUNT`, else 3.
+   */
+  retry_count?: number
+  /** camelCase spelling of {@link DistributedLockOptions.retry_count}. */
+  retryCount?: number
+  /** Base delay between attempts in ms. Default: env `REDIS_RETRY_DELAY_MS`, else 200. */
+  retry_delay_ms?: number
+  /** camelCase spelling of {@link DistributedLockOptions.retry_delay_ms}. */
+  retryDelayMs?: number
+  /** Random extra delay, 0 to this many ms, added to each retry. Default: 100. */
+  retry_jitter_ms?: number
+  /** camelCase spelling of {@link DistributedLockOptions.retry_jitter_ms}. */
+  retryJitterMs?: number
+  /**
+   * Clock drift allowance, 0 to 0.5: validity = ttl - elapsed - (ttl * drift_factor + 2 ms).
+   * Default: 0.01.
+   */
+  drift_factor?: number
+  /** camelCase spelling of {@link DistributedLockOptions.drift_factor}. */
+  driftFactor?: number
+  /** Prefix of every key this library writes. Default: `'redlock:'`. */
+  key_prefix?: string
+  /** camelCase spelling of {@link DistributedLockOptions.key_prefix}. */
+  keyPrefix?: string
+  /** How long one connection attempt to a node may take, in ms. Default: 5000. */
+  connect_timeout_ms?: number
+  /** camelCase spelling of {@link DistributedLockOptions.connect_timeout_ms}. */
+  connectTimeoutMs?: number
+  /**
+   * How long a node may take to answer one command before it counts as a
+   * failed vote, in ms (never longer than the TTL of the call). Default: 500.
+   */
+  command_timeout_ms?: number
+  /** camelCase spelling of {@link DistributedLockOptions.command_timeout_ms}. */
+  commandTimeoutMs?: number
+}
+
+/** Per-call options of {@link DistributedLock.acquire}; each overrides the lock's own. */
+export interface AcquireOptions {
+  /** Further attempts after the first; -1 retries without limit. */
+  retry_count?: number
+  /** camelCase spelling of {@link AcquireOptions.retry_count}. */
+  retryCount?: number
+  /** Base delay between attempts in ms. */
+  retry_delay_ms?: number
+  /** camelCase spelling of {@link AcquireOptions.retry_delay_ms}. */
+  retryDelayMs?: number
+  /** Random extra delay, 0 to this many ms, added to each retry. */
+  retry_jitter_ms?: number
+  /** camelCase spelling of {@link AcquireOptions.retry_jitter_ms}. */
+  retryJitterMs?: number
+}
+
+/** A lock this process holds, as returned by {@link DistributedLock.acquire}. */
+export declare class LockHandle {
+  private constructor()
+  /** The first (or only) resource. */
+  readonly resource: string
+  /** Every resource this lock holds, in the order given. */
+  readonly resources: string[]
+  /** This owner's unique random token, stored as the value of each key. */
+  readonly value: string
+  /**
+   * How long the lease is guaranteed, in ms, counted from the moment the
+   * quorum was reached; updated by a successful extend.
+   */
+  readonly validityMs: number
+  /** Epoch ms at which the guaranteed validity ends; updated by a successful extend. */
+  readonly expiresAt: number
+  /** How many attempts acquire needed. */
+  readonly attempts: number
+  /** Same as `lock.extend(handle, ttlMs)`. */
+  extend(ttlMs?: number): Promise<boolean>
+  /** Same as `lock.release(handle)`. */
+  release(): Promise<boolean>
+}
+
+/** The codes of every error this library raises. */
+export type LockErrorCode =
+  | 'ERR_INVALID_ARG'
+  | 'ERR_LOCK_CLOSED'
+  | 'ERR_QUORUM_UNAVAILABLE'
+
+/** One node's failure in an `ERR_QUORUM_UNAVAILABLE` error. */
+export interface NodeError {
+  /** The node as `host:port`, never with its password. */
+  node: string
+  /** Why it did not answer. */
+  message: string
+}
+
+/** The shape of every error this library raises. */
+export interface LockError extends Error {
+  /** What went wrong, for code to branch on. */
+  code: LockErrorCode
+  /** On `ERR_QUORUM_UNAVAILABLE`: one entry per node that failed. */
+  nodeErrors?: NodeError[]
+}
+
+/**
+ * A Redlock quorum lock over independent Redis nodes. Connections open on
+ * first use; one multiplexed connection per node serves every call.
+ */
+export declare class DistributedLock {
+  /**
+   * @param options see {@link DistributedLockOptions}; every option has a default.
+   * @throws {LockError} `ERR_INVALID_ARG` for an unknown key, a duplicate
+   *   spelling, or a value of the wrong type or range.
+   */
+  constructor(options?: DistributedLockOptions)
+
+  /**
+   * Acquires `resource` (a list is locked all-or-nothing) for `ttlMs`
+   * (default: `lock_ttl_ms`).
+   * @returns a handle when a majority of nodes granted the lock within its
+   *   validity; `null` when the resource is held by another owner after
+   *   every attempt.
+   * @throws {LockError} (as a rejection) `ERR_QUORUM_UNAVAILABLE` when the
+   *   last attempt failed because fewer than a majority of nodes answered,
+   *   with `nodeErrors`; `ERR_INVALID_ARG`; `ERR_LOCK_CLOSED`.
+   */
+  acquire(resource: string | string[], ttlMs?: number, options?: AcquireOptions): Promise<LockHandle | null>
+
+  /**
+   * Extends the lease to `ttlMs` (default: the TTL it was acquired with) on
+   * every node where this handle still owns it.
+   * @returns `true` when a majority extended it within its validity, else
+   *   `false` (the lock is lost).
+   * @throws {LockError} (as a rejection) `ERR_INVALID_ARG` for a handle that is not
+   *   this lock's; `ERR_LOCK_CLOSED`.
+   */
+  extend(handle: LockHandle, ttlMs?: number): Promise<boolean>
+
+  /**
+   * Deletes the lock on every node where this handle still owns it; a lock
+   * is only ever deleted by its owner.
+   * @returns `true` when a majority still had it; `false` when released
+   *   before or expired.
+   * @throws {LockError} (as a rejection) `ERR_INVALID_ARG` for a handle that is not
+   *   this lock's; `ERR_LOCK_CLOSED`.
+   */
+  release(handle: LockHandle): Promise<boolean>
+
+  /**
+   * Releases every lock this instance still holds (bounded by the command
+   * timeout), closes the connections and lets the process exit. Every later
+   * call rejects with `ERR_LOCK_CLOSED`; calling `close` again resolves.
+   */
+  close(): Promise<void>
+}
