@@ -27,3 +27,22 @@ export declare class LockCore {
   /** The TTL `acquire` uses when none is given. */
   get lockTtlMs(): number
 }
+
+/** A node of the quorum as the lock resolves it from options and environment. */
+export interface ResolvedNode {
+  host: string
+  port: number
+  username?: string
+  password?: string
+  db: number
+  tls: boolean
+  /** `host:port`, safe to print. */
+  label: string
+}
+
+/**
+ * The nodes a `DistributedLock` built with `options` would use, so that
+ * tools (the health check) read `REDIS_NODES` and `REDIS_INSTANCES` exactly
+ * as the lock does.
+ */
+export declare function resolveNodes(options?: unknown): Array<ResolvedNode>

@@ -220,3 +220,29 @@ export declare class DistributedLock {
    */
   close(): Promise<void>
 }
+
+/** A node as {@link resolveNodes} returns it. */
+export interface ResolvedNode {
+  /** Host name or IP address (an IPv6 address without brackets). */
+  host: string
+  /** Port. */
+  port: number
+  /** ACL user name, if any. */
+  username?: string
+  /** Password, if any: keep it out of logs. */
+  password?: string
+  /** Database number. */
+  db: number
+  /** Whether the node is reached over TLS. */
+  tls: boolean
+  /** `host:port`, safe to print. */
+  label: string
+}
+
+/**
+ * The nodes a {@link DistributedLock} built with `options` would use, read
+ * from the options, `REDIS_NODES` or `REDIS_INSTANCES` exactly as the lock
+ * reads them. For tools such as a health check.
+ * @throws {LockError} `ERR_INVALID_ARG` for a bad option or environment value.
+ */
+export declare function resolveNodes(options?: DistributedLockOptions): ResolvedNode[]

@@ -3,7 +3,7 @@
 // The public facade over the native binding: promises, handles and argument
 // checks that need JavaScript identity. The native side knows request ids only.
 
-const { LockCore } = require('./binding.js')
+const { LockCore, resolveNodes } = require('./binding.js')
 
 // Layout of the flat result array the native side delivers (see
 // src/binding/completion.rs): id, kind, four numbers, one value.
@@ -173,4 +173,4 @@ class DistributedLock {
   }
 }
 
-module.exports = { DistributedLock, LockHandle }
+module.exports = { DistributedLock, LockHandle, resolveNodes }

@@ -35,6 +35,43 @@ fn runtime() -> &'static tokio::runtime::Runtime {
   })
 }
 
+/// A node of the quorum as the lock resolves it from options and environment.
+#[napi(object)]
+pub struct ResolvedNode {
+  pub host: String,
+  pub port: u32,
+  pub username: Option<String>,
+  pub password: Option<String>,
+  pub db: u32,
+  pub tls: bool,
+  /// `host:port`, safe to print.
+  pub label: String,
+}
+
+/// The nodes a `DistributedLock` built with `options` would use, so that
+/// tools (the health check) read `REDIS_NODES` and `REDIS_INSTANCES` exactly
+/// as the lock does.
+#[napi(ts_args_type = "options?: unknown")]
+pub fn resolve_nodes(options: Raw) -> Result<Vec<ResolvedNode>> {
+  let lookup = |name: &str| std::env::var(name).ok();
+  let config = options::lock_config(&options, &lookup).map_err(invalid_arg)?;
+  Ok(
+    config
+      .nodes
+      .into_iter()
+      .map(|node| ResolvedNode {
+        label: node.label(),
+        host: node.host,
+        port: u32::from(node.port),
+        username: node.username,
+        password: node.password,
+        db: node.db,
+        tls: node.tls,
+      })
+      .collect(),
+  )
+}
+
 /// The native side of one `DistributedLock`.
 #[napi]
 pub struct LockCore {
