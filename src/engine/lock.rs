@@ -1,23 +1,19 @@
-//! The Redlock orchestration: fan a command out to every node, decide at
-//! quorum, compute the validity, clean up after a failed attempt, retry.
-//! Locks this instance holds are kept in a registry so that handles can be
-//! checked and `close` can release what is still held.
+//! The Redlock orchestration: acquire, extend and release at quorum,
+//! compute the validity, clean up after a failed attempt, retry, and close.
 
-use std::collections::HashMap;
-use std::pin::pin;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use futures_util::stream::{FuturesUnordered, StreamExt};
-use redis::Value;
 use tokio::sync::{watch, Notify};
 
 use super::config::{LockConfig, Retries, RetryPolicy};
 use super::connection::NodeClient;
 use super::error::{LockError, NodeError};
-use super::quorum::{quorum_of, validity_ms, Tally, Verdict};
-use super::scripts::{Request, Scripts};
+use super::fanout::{acquire_vote, fan_out, script_vote, Reply};
+use super::quorum::{quorum_of, validity_ms, Verdict};
+use super::registry::{HeldLock, Registry};
+use super::scripts::Scripts;
 
 /// A lock this instance acquired, as the caller sees it.
 #[derive(Clone, Debug)]
@@ -47,38 +43,6 @@ impl Validity {
       expires_at_epoch_ms: (now.as_millis() as u64 + ms) as f64,
     }
   }
-}
-
-#[derive(Clone)]
-struct HeldLock {
-  keys: Arc<[String]>,
-  value: Arc<str>,
-  ttl_ms: u64,
-  /// When every node's key has expired, past any clock drift.
-  gone_at: Instant,
-}
-
-#[derive(Default)]
-struct Registry {
-  locks: HashMap<u64, HeldLock>,
-  next_id: u64,
-  /// The size at which expired entries are swept next, so that handles a
-  /// caller dropped without releasing cost nothing once their keys expired.
-  sweep_at: usize,
-  closed: bool,
-}
-
-#[derive(Clone, Debug, PartialEq)]
-enum Reply {
-  Pending,
-  Granted,
-  Refused,
-  Failed(String),
-}
-
-struct Votes {
-  verdict: Verdict,
-  replies: Vec<Reply>,
 }
 
 struct Inner {
@@ -174,7 +138,7 @@ impl Engine {
     loop {
       attempts += 1;
       let start = Instant::now();
-      let votes = inner.fan_out(&request, attempt_timeout, acquire_vote).await;
+      let votes = fan_out(&inner.nodes, &request, attempt_timeout, acquire_vote).await;
       if votes.verdict == Verdict::Won {
         if let Some(validity_ms) = validity_ms(ttl_ms, start.elapsed(), config.drift_factor) {
           let lock = HeldLock {
@@ -219,7 +183,8 @@ impl Engine {
   pub async fn extend(&self, id: u64, ttl_ms: Option<u64>) -> Result<Option<Validity>, LockError> {
     let inner = &*self.inner;
     let _in_flight = InFlight::enter(inner)?;
-    let Some(lock) = inner.held(id) else {
+    let held = inner.registry().get(id);
+    let Some(lock) = held else {
       return Ok(None);
     };
     let ttl_ms = ttl_ms.unwrap_or(lock.ttl_ms);
@@ -229,7 +194,7 @@ impl Engine {
       .config
       .command_timeout
       .min(Duration::from_millis(ttl_ms));
-    let votes = inner.fan_out(&request, timeout, script_vote(1)).await;
+    let votes = fan_out(&inner.nodes, &request, timeout, script_vote(1)).await;
     let validity = match votes.verdict {
       Verdict::Won => validity_ms(ttl_ms, start.elapsed(), inner.config.drift_factor),
       _ => None,
@@ -237,22 +202,14 @@ impl Engine {
     let Some(ms) = validity else {
       // The lease is lost: what is left of it on a minority would only
       // stand in the next owner's way, so it goes now.
-      inner.forget(id);
+      inner.registry().remove(id);
       inner
         .clean_up(&lock.keys, &lock.value, &votes.replies)
         .await;
       return Ok(None);
     };
     let gone_at = start + Duration::from_millis(ttl_ms) + inner.config.command_timeout;
-    if let Some(held) = inner
-      .registry
-      .lock()
-      .unwrap_or_else(|e| e.into_inner())
-      .locks
-      .get_mut(&id)
-    {
-      held.gone_at = held.gone_at.max(gone_at);
-    }
+    inner.registry().extend(id, gone_at);
     Ok(Some(Validity::from_now(ms)))
   }
 
@@ -261,10 +218,10 @@ impl Engine {
   pub async fn release(&self, id: u64) -> Result<bool, LockError> {
     let inner = &*self.inner;
     let _in_flight = InFlight::enter(inner)?;
-    match inner.forget(id) {
-      Some(lock) => Ok(inner.release_held(&lock).await),
-      None => Ok(false),
-    }
+    let Some(lock) = inner.registry().remove(id) else {
+      return Ok(false);
+    };
+    Ok(inner.release_held(&lock).await)
   }
 
   /// Refuses new calls at once; the returned future lets calls in flight
@@ -279,17 +236,6 @@ impl Engine {
         inner.shut_down().await;
       }
     }
-  }
-
-  /// How many locks the registry holds: the ones not yet released and not
-  /// yet swept after expiry.
-  pub fn held_count(&self) -> usize {
-    let registry = self
-      .inner
-      .registry
-      .lock()
-      .unwrap_or_else(|e| e.into_inner());
-    registry.locks.len()
   }
 }
 
@@ -307,89 +253,11 @@ impl Inner {
       }
     })
     .await;
-    let held: Vec<HeldLock> = {
-      let mut registry = inner.registry.lock().unwrap_or_else(|e| e.into_inner());
-      registry.closed = true;
-      registry.locks.drain().map(|(_, lock)| lock).collect()
-    };
+    let held = inner.registry().close();
     let releases = held.iter().map(|lock| inner.release_held(lock));
     let _ = tokio::time::timeout(limit, futures_util::future::join_all(releases)).await;
     for node in &inner.nodes {
       node.close();
-    }
-  }
-
-  /// Sends `request` to every node at once and returns as soon as the
-  /// outcome is certain, or when `timeout` ends the wait for the rest.
-  async fn fan_out(
-    &self,
-    request: &Arc<Request>,
-    timeout: Duration,
-    vote: impl Fn(&Value) -> Option<bool>,
-  ) -> Votes {
-    let mut tally = Tally::new(self.nodes.len());
-    let mut replies = vec![Reply::Pending; self.nodes.len()];
-    let all_connected = self.nodes.iter().all(NodeClient::is_connected);
-    let mut answers: FuturesUnordered<_> = self
-      .nodes
-      .iter()
-      .enumerate()
-      .map(|(i, node)| {
-        let node = node.clone();
-        let request = request.clone();
-        async move { (i, node.query(&request).await) }
-      })
-      .collect();
-    let started = Instant::now();
-    let mut deadline = pin!(tokio::time::sleep(timeout));
-    loop {
-      tokio::select! {
-        biased;
-        answer = answers.next() => {
-          let Some((i, answer)) = answer else { break };
-          let verdict = match answer.map(|value| (vote(&value), value)) {
-            Ok((Some(true), _)) => {
-              replies[i] = Reply::Granted;
-              tally.grant()
-            }
-            Ok((Some(false), _)) => {
-              replies[i] = Reply::Refused;
-              tally.refuse()
-            }
-            Ok((None, value)) => {
-              replies[i] = Reply::Failed(format!("unexpected reply {value:?}"));
-              tally.fail()
-            }
-            Err(message) => {
-              replies[i] = Reply::Failed(message);
-              tally.fail()
-            }
-          };
-          if verdict != Verdict::Pending {
-            if !all_connected && !answers.is_empty() {
-              // A node that was still connecting has not been sent the
-              // command yet; it gets it in the background, so that a write
-              // or a delete reaches every node and not only a majority.
-              let left = timeout.saturating_sub(started.elapsed());
-              tokio::spawn(async move {
-                let _ = tokio::time::timeout(left, answers.collect::<Vec<_>>()).await;
-              });
-            }
-            return Votes { verdict, replies };
-          }
-        }
-        () = &mut deadline => {
-          for reply in replies.iter_mut().filter(|r| **r == Reply::Pending) {
-            *reply = Reply::Failed(format!("no reply within {} ms", timeout.as_millis()));
-            tally.fail();
-          }
-          break;
-        }
-      }
-    }
-    Votes {
-      verdict: tally.verdict(),
-      replies,
     }
   }
 
@@ -426,13 +294,13 @@ impl Inner {
 
   async fn release_held(&self, lock: &HeldLock) -> bool {
     let request = Arc::new(self.scripts.release(&lock.keys, &lock.value));
-    let votes = self
-      .fan_out(
-        &request,
-        self.config.command_timeout,
-        script_vote(lock.keys.len() as i64),
-      )
-      .await;
+    let votes = fan_out(
+      &self.nodes,
+      &request,
+      self.config.command_timeout,
+      script_vote(lock.keys.len() as i64),
+    )
+    .await;
     votes.verdict == Verdict::Won
   }
 
@@ -451,34 +319,16 @@ impl Inner {
     }
   }
 
+  fn registry(&self) -> MutexGuard<'_, Registry> {
+    self.registry.lock().unwrap_or_else(|e| e.into_inner())
+  }
+
   fn register(&self, lock: HeldLock) -> Option<u64> {
-    let mut registry = self.registry.lock().unwrap_or_else(|e| e.into_inner());
-    if registry.closed || *self.closed.borrow() {
+    let mut registry = self.registry();
+    if *self.closed.borrow() {
       return None;
     }
-    if registry.locks.len() >= registry.sweep_at {
-      let now = Instant::now();
-      registry.locks.retain(|_, held| held.gone_at > now);
-      registry.sweep_at = (registry.locks.len() * 2).max(1024);
-    }
-    registry.next_id += 1;
-    let id = registry.next_id;
-    registry.locks.insert(id, lock);
-    Some(id)
-  }
-
-  fn forget(&self, id: u64) -> Option<HeldLock> {
-    self
-      .registry
-      .lock()
-      .unwrap_or_else(|e| e.into_inner())
-      .locks
-      .remove(&id)
-  }
-
-  fn held(&self, id: u64) -> Option<HeldLock> {
-    let registry = self.registry.lock().unwrap_or_else(|e| e.into_inner());
-    registry.locks.get(&id).cloned()
+    registry.insert(lock)
   }
 
   fn unavailable(&self, replies: &[Reply]) -> LockError {
@@ -499,24 +349,5 @@ impl Inner {
       nodes: self.nodes.len(),
       node_errors,
     }
-  }
-}
-
-/// `SET NX` answers OK when it wrote and nil when the key existed; the
-/// all-or-nothing script answers 1 or 0.
-fn acquire_vote(value: &Value) -> Option<bool> {
-  match value {
-    Value::Okay => Some(true),
-    Value::Nil => Some(false),
-    Value::Int(n) => Some(*n == 1),
-    _ => None,
-  }
-}
-
-/// A script vote is a grant when the node answered `expected`.
-fn script_vote(expected: i64) -> impl Fn(&Value) -> Option<bool> {
-  move |value| match value {
-    Value::Int(n) => Some(*n == expected),
-    _ => None,
   }
 }

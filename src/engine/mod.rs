@@ -2,13 +2,17 @@
 //!
 //! `config` holds every default, `node` parses node addresses, `quorum` the
 //! pure arithmetic, `connection` one multiplexed connection per node,
-//! `scripts` the commands and Lua scripts, `lock` the orchestration, and
-//! `error` the error codes. It is tested with `cargo test` alone.
+//! `scripts` the commands and Lua scripts, `fanout` one command to every
+//! node decided at quorum, `registry` the locks held, `lock` the
+//! orchestration, and `error` the error codes. It is tested with `cargo test`
+//! alone.
 
 pub mod config;
 pub mod connection;
 pub mod error;
+pub mod fanout;
 pub mod lock;
 pub mod node;
 pub mod quorum;
+pub mod registry;
 pub mod scripts;

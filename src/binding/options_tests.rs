@@ -1,0 +1,239 @@
+//! The options parser against every spelling, default and mistake.
+
+use super::*;
+
+fn obj(entries: &[(&str, Raw)]) -> Raw {
+  Raw::Object(
+    entries
+      .iter()
+      .map(|(k, v)| (k.to_string(), v.clone()))
+      .collect(),
+  )
+}
+
+fn s(text: &str) -> Raw {
+  Raw::String(text.into())
+}
+
+fn no_env(_: &str) -> Option<String> {
+  None
+}
+
+fn nodes(specs: &[&str]) -> Raw {
+  Raw::Array(specs.iter().map(|spec| s(spec)).collect())
+}
+
+#[test]
+fn defaults_fill_what_is_not_given() {
+  let config = lock_config(&Raw::Undefined, &no_env).unwrap();
+  let labels: Vec<String> = config.nodes.iter().map(NodeConfig::label).collect();
+  assert_eq!(
+    labels,
+    ["localhost:6379", "localhost:6380", "localhost:6381"]
+  );
+  assert_eq!(config.lock_ttl_ms, 30_000);
+  assert_eq!(config.retry.retries, Retries::Limited(3));
+  assert_eq!(config.retry.delay, Duration::from_millis(200));
+  assert_eq!(config.retry.jitter, Duration::from_millis(100));
+  assert_eq!(config.key_prefix, "redlock:");
+  assert_eq!(config.command_timeout, Duration::from_millis(500));
+}
+
+#[test]
+fn both_spellings_are_read_but_not_together() {
+  let snake = lock_config(&obj(&[("lock_ttl_ms", Raw::Number(5000.0))]), &no_env).unwrap();
+  let camel = lock_config(&obj(&[("lockTtlMs", Raw::Number(5000.0))]), &no_env).unwrap();
+  assert_eq!((snake.lock_ttl_ms, camel.lock_ttl_ms), (5000, 5000));
+  let both = obj(&[
+    ("lock_ttl_ms", Raw::Number(1.0)),
+    ("lockTtlMs", Raw::Number(2.0)),
+  ]);
+  let error = lock_config(&both, &no_env).unwrap_err();
+  assert!(error.contains("given twice"), "{error}");
+}
+
+#[test]
+fn unknown_keys_are_named_with_a_suggestion() {
+  for (key, meant) in [
+    ("lock_ttl", "lock_ttl_ms"),
+    ("LOCK_TTL_MS", "lock_ttl_ms"),
+    ("retryCont", "retry_count"),
+    ("redis_node", "redis_nodes"),
+    ("keyprefix", "key_prefix"),
+  ] {
+    let error = lock_config(&obj(&[(key, Raw::Number(1.0))]), &no_env).unwrap_err();
+    assert!(error.contains(&format!("'{key}'")), "{error}");
+    assert!(
+      error.contains(&format!("did you mean '{meant}'")),
+      "{key}: {error}"
+    );
+  }
+  let error = lock_config(&obj(&[("colour", Raw::Number(1.0))]), &no_env).unwrap_err();
+  assert!(error.contains("known keys are"), "{error}");
+  let error = lock_config(&obj(&[("auto_extend", Raw::Bool(true))]), &no_env).unwrap_err();
+  assert!(error.contains("not supported by this version"), "{error}");
+}
+
+#[test]
+fn wrong_types_and_ranges_name_the_key() {
+  for (key, value) in [
+    ("lock_ttl_ms", s("30000")),
+    ("lock_ttl_ms", Raw::Number(0.0)),
+    ("lock_ttl_ms", Raw::Number(-1.0)),
+    ("lock_ttl_ms", Raw::Number(f64::NAN)),
+    ("lock_ttl_ms", Raw::Number(f64::INFINITY)),
+    ("lock_ttl_ms", Raw::Number(1e20)),
+    ("lock_ttl_ms", Raw::Number(1.5)),
+    ("lock_ttl_ms", Raw::Null),
+    ("retry_count", Raw::Number(-2.0)),
+    ("retry_count", Raw::Number(0.5)),
+    ("retry_delay_ms", Raw::Number(-1.0)),
+    ("retry_jitter_ms", Raw::Bool(true)),
+    ("drift_factor", Raw::Number(2.0)),
+    ("key_prefix", Raw::Number(1.0)),
+    ("connect_timeout_ms", Raw::Number(0.0)),
+    ("command_timeout_ms", Raw::Number(1e9)),
+    ("redis_nodes", s("localhost:6379")),
+    ("redis_nodes", Raw::Array(vec![])),
+    ("redis_nodes", nodes(&["a:1", "a:1"])),
+    ("redis_nodes", nodes(&["a:0"])),
+    ("redis_nodes", nodes(&["a:65536"])),
+    ("redis_nodes", nodes(&["what is this"])),
+    ("redis_nodes", Raw::Array(vec![Raw::Number(6379.0)])),
+    (
+      "redis_nodes",
+      Raw::Array(vec![obj(&[("port", Raw::Number(1.0))])]),
+    ),
+    (
+      "redis_nodes",
+      Raw::Array(vec![obj(&[("host", s("a")), ("prot", Raw::Number(1.0))])]),
+    ),
+  ] {
+    let error = lock_config(&obj(&[(key, value.clone())]), &no_env)
+      .expect_err(&format!("{key} = {value:?} accepted"));
+    assert!(error.contains(key), "{key} = {value:?}: {error}");
+  }
+}
+
+#[test]
+fn node_objects_as_in_redis_instances() {
+  let node_object = obj(&[
+    ("host", s("cache.example.com")),
+    ("port", Raw::Number(6380.0)),
+    ("password", s("hunter2")),
+    ("ssl", Raw::Bool(true)),
+  ]);
+  let config = lock_config(
+    &obj(&[("redis_nodes", Raw::Array(vec![node_object]))]),
+    &no_env,
+  )
+  .unwrap();
+  let node = &config.nodes[0];
+  assert_eq!(
+    (node.host.as_str(), node.port, node.tls),
+    ("cache.example.com", 6380, true)
+  );
+  assert_eq!(node.password.as_deref(), Some("hunter2"));
+  let wrong = obj(&[("host", s("h")), ("password", Raw::Number(1234.0))]);
+  let error = lock_config(&obj(&[("redis_nodes", Raw::Array(vec![wrong]))]), &no_env).unwrap_err();
+  assert!(
+    error.contains("password") && !error.contains("1234"),
+    "{error}"
+  );
+}
+
+#[test]
+fn environment_defaults_apply_when_options_are_silent() {
+  let env = |name: &str| match name {
+    "REDIS_NODES" => Some("r1:7001, r2:7002,r3:7003".to_string()),
+    "REDIS_LOCK_TTL_MS" => Some("15000".to_string()),
+    "REDIS_RETRY_COUNT" => Some("-1".to_string()),
+    "REDIS_RETRY_DELAY_MS" => Some("50".to_string()),
+    _ => None,
+  };
+  let config = lock_config(&Raw::Undefined, &env).unwrap();
+  assert_eq!(config.nodes.len(), 3);
+  assert_eq!(config.nodes[1].label(), "r2:7002");
+  assert_eq!(config.lock_ttl_ms, 15_000);
+  assert_eq!(config.retry.retries, Retries::Unlimited);
+  assert_eq!(config.retry.delay, Duration::from_millis(50));
+  let explicit = lock_config(&obj(&[("lock_ttl_ms", Raw::Number(1000.0))]), &env).unwrap();
+  assert_eq!(explicit.lock_ttl_ms, 1000);
+}
+
+#[test]
+fn redis_instances_json_is_read_when_redis_nodes_is_unset() {
+  let env = |name: &str| {
+    match name {
+    "REDIS_INSTANCES" => Some(
+      r#"[{"host":"a.example.com","port":6380,"password":"k1","ssl":true},{"host":"b.example.com","port":6380,"password":"k2","ssl":true},{"host":"c.example.com","port":6380,"password":"k3","ssl":true}]"#
+        .to_string(),
+    ),
+    _ => None,
+  }
+  };
+  let config = lock_config(&Raw::Undefined, &env).unwrap();
+  assert_eq!(config.nodes.len(), 3);
+  assert!(config.nodes.iter().all(|n| n.tls && n.port == 6380));
+  assert_eq!(config.nodes[2].password.as_deref(), Some("k3"));
+  let broken = |name: &str| (name == "REDIS_INSTANCES").then(|| "[{host:".to_string());
+  let error = lock_config(&Raw::Undefined, &broken).unwrap_err();
+  assert!(
+    error.contains("REDIS_INSTANCES") && error.contains("JSON"),
+    "{error}"
+  );
+  let bad_ttl = |name: &str| (name == "REDIS_LOCK_TTL_MS").then(|| "30s".to_string());
+  let error = lock_config(&Raw::Undefined, &bad_ttl).unwrap_err();
+  assert!(error.contains("REDIS_LOCK_TTL_MS"), "{error}");
+}
+
+#[test]
+fn resources_and_ttl_arguments() {
+  assert_eq!(resources(&s("a")).unwrap(), ["a"]);
+  assert_eq!(resources(&nodes(&["a", "b"])).unwrap(), ["a", "b"]);
+  for bad in [
+    s(""),
+    Raw::Number(1.0),
+    Raw::Null,
+    Raw::Undefined,
+    Raw::Array(vec![]),
+    nodes(&["a", "a"]),
+    nodes(&["a", ""]),
+  ] {
+    let error = resources(&bad).expect_err(&format!("{bad:?}"));
+    assert!(error.contains("resource"), "{error}");
+  }
+  assert_eq!(ttl_argument(&Raw::Undefined, 7), Ok(7));
+  assert_eq!(ttl_argument(&Raw::Number(100.0), 7), Ok(100));
+  assert!(ttl_argument(&Raw::Number(0.0), 7)
+    .unwrap_err()
+    .contains("ttlMs"));
+  assert!(ttl_argument(&obj(&[]), 7)
+    .unwrap_err()
+    .contains("third argument"));
+}
+
+#[test]
+fn acquire_options_override_the_retry_policy() {
+  let defaults = lock_config(&Raw::Undefined, &no_env).unwrap().retry;
+  let retry = acquire_retry(
+    &obj(&[
+      ("retryCount", Raw::Number(0.0)),
+      ("retry_delay_ms", Raw::Number(5.0)),
+    ]),
+    defaults,
+  )
+  .unwrap();
+  assert_eq!(retry.retries, Retries::Limited(0));
+  assert_eq!(retry.delay, Duration::from_millis(5));
+  assert_eq!(retry.jitter, defaults.jitter);
+  assert!(acquire_retry(&obj(&[("lock_ttl_ms", Raw::Number(1.0))]), defaults).is_err());
+  assert!(acquire_retry(&s("x"), defaults).is_err());
+}
+
+#[test]
+fn camel_case_of_every_option() {
+  assert_eq!(camel_case("redis_nodes"), "redisNodes");
+  assert_eq!(camel_case("lock_ttl_ms"), "lockTtlMs");
+  assert_eq!(camel_case("retry_jitter_ms"), "retryJitterMs");
+}

@@ -1,0 +1,121 @@
+//! One command to every node at once, decided at quorum: the replies are
+//! tallied as they arrive and the wait ends as soon as the outcome is
+//! certain, or when the timeout gives up on the nodes still silent.
+
+use std::pin::pin;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use futures_util::stream::{FuturesUnordered, StreamExt};
+use redis::Value;
+
+use super::connection::NodeClient;
+use super::quorum::{Tally, Verdict};
+use super::scripts::Request;
+
+/// What one node answered in one attempt.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Reply {
+  Pending,
+  Granted,
+  Refused,
+  Failed(String),
+}
+
+pub struct Votes {
+  pub verdict: Verdict,
+  /// One reply per node, in the order of the nodes.
+  pub replies: Vec<Reply>,
+}
+
+/// Sends `request` to every node at once and returns as soon as the
+/// outcome is certain, or when `timeout` ends the wait for the rest.
+pub async fn fan_out(
+  nodes: &[NodeClient],
+  request: &Arc<Request>,
+  timeout: Duration,
+  vote: impl Fn(&Value) -> Option<bool>,
+) -> Votes {
+  let mut tally = Tally::new(nodes.len());
+  let mut replies = vec![Reply::Pending; nodes.len()];
+  let all_connected = nodes.iter().all(NodeClient::is_connected);
+  let mut answers: FuturesUnordered<_> = nodes
+    .iter()
+    .enumerate()
+    .map(|(i, node)| {
+      let node = node.clone();
+      let request = request.clone();
+      async move { (i, node.query(&request).await) }
+    })
+    .collect();
+  let started = Instant::now();
+  let mut deadline = pin!(tokio::time::sleep(timeout));
+  loop {
+    tokio::select! {
+      biased;
+      answer = answers.next() => {
+        let Some((i, answer)) = answer else { break };
+        let verdict = match answer.map(|value| (vote(&value), value)) {
+          Ok((Some(true), _)) => {
+            replies[i] = Reply::Granted;
+            tally.grant()
+          }
+          Ok((Some(false), _)) => {
+            replies[i] = Reply::Refused;
+            tally.refuse()
+          }
+          Ok((None, value)) => {
+            replies[i] = Reply::Failed(format!("unexpected reply {value:?}"));
+            tally.fail()
+          }
+          Err(message) => {
+            replies[i] = Reply::Failed(message);
+            tally.fail()
+          }
+        };
+        if verdict != Verdict::Pending {
+          if !all_connected && !answers.is_empty() {
+            // A node that was still connecting has not been sent the
+            // command yet; it gets it in the background, so that a write
+            // or a delete reaches every node and not only a majority.
+            let left = timeout.saturating_sub(started.elapsed());
+            tokio::spawn(async move {
+              let _ = tokio::time::timeout(left, answers.collect::<Vec<_>>()).await;
+            });
+          }
+          return Votes { verdict, replies };
+        }
+      }
+      () = &mut deadline => {
+        for reply in replies.iter_mut().filter(|r| **r == Reply::Pending) {
+          *reply = Reply::Failed(format!("no reply within {} ms", timeout.as_millis()));
+          tally.fail();
+        }
+        break;
+      }
+    }
+  }
+  Votes {
+    verdict: tally.verdict(),
+    replies,
+  }
+}
+
+/// `SET NX` answers OK when it wrote and nil when the key existed; the
+/// all-or-nothing script answers 1 or 0.
+pub fn acquire_vote(value: &Value) -> Option<bool> {
+  match value {
+    Value::Okay => Some(true),
+    Value::Nil => Some(false),
+    Value::Int(n) => Some(*n == 1),
+    _ => None,
+  }
+}
+
+/// A script vote is a grant when the node answered `expected`.
+pub fn script_vote(expected: i64) -> impl Fn(&Value) -> Option<bool> {
+  move |value| match value {
+    Value::Int(n) => Some(*n == expected),
+    _ => None,
+  }
+}

@@ -1,0 +1,111 @@
+//! The locks this instance holds, by the id its handles carry: so that a
+//! handle can be checked, and `close` can release what is still held.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Instant;
+
+#[derive(Clone)]
+pub struct HeldLock {
+  pub keys: Arc<[String]>,
+  pub value: Arc<str>,
+  pub ttl_ms: u64,
+  /// When every node's key has expired, past any clock drift.
+  pub gone_at: Instant,
+}
+
+#[derive(Default)]
+pub struct Registry {
+  locks: HashMap<u64, HeldLock>,
+  next_id: u64,
+  /// The size at which expired entries are swept next, so that handles a
+  /// caller dropped without releasing cost nothing once their keys expired.
+  sweep_at: usize,
+  closed: bool,
+}
+
+/// Below this many entries the registry is not swept at all.
+const MIN_SWEEP: usize = 1024;
+
+impl Registry {
+  /// Keeps `lock` and returns its id; `None` once closed.
+  pub fn insert(&mut self, lock: HeldLock) -> Option<u64> {
+    if self.closed {
+      return None;
+    }
+    if self.locks.len() >= self.sweep_at {
+      let now = Instant::now();
+      self.locks.retain(|_, held| held.gone_at > now);
+      self.sweep_at = (self.locks.len() * 2).max(MIN_SWEEP);
+    }
+    self.next_id += 1;
+    self.locks.insert(self.next_id, lock);
+    Some(self.next_id)
+  }
+
+  pub fn get(&self, id: u64) -> Option<HeldLock> {
+    self.locks.get(&id).cloned()
+  }
+
+  pub fn remove(&mut self, id: u64) -> Option<HeldLock> {
+    self.locks.remove(&id)
+  }
+
+  /// Moves the time the lock's keys are gone to `gone_at`, if later.
+  pub fn extend(&mut self, id: u64, gone_at: Instant) {
+    if let Some(held) = self.locks.get_mut(&id) {
+      held.gone_at = held.gone_at.max(gone_at);
+    }
+  }
+
+  /// Refuses every later insert and hands over what is still held.
+  pub fn close(&mut self) -> Vec<HeldLock> {
+    self.closed = true;
+    self.locks.drain().map(|(_, lock)| lock).collect()
+  }
+}
+
+#[cfg(test)]
+mod tests {
+  use super::*;
+  use std::time::Duration;
+
+  fn lock(gone_at: Instant) -> HeldLock {
+    HeldLock {
+      keys: Arc::from(vec!["k".to_string()]),
+      value: Arc::from("v"),
+      ttl_ms: 1,
+      gone_at,
+    }
+  }
+
+  #[test]
+  fn expired_entries_are_swept_as_the_registry_grows() {
+    let mut registry = Registry::default();
+    let past = Instant::now() - Duration::from_secs(1);
+    let future = Instant::now() + Duration::from_secs(60);
+    let live = registry.insert(lock(future)).unwrap();
+    for _ in 0..10 * MIN_SWEEP {
+      registry.insert(lock(past));
+    }
+    assert!(
+      registry.locks.len() <= 2 * MIN_SWEEP,
+      "{} entries",
+      registry.locks.len()
+    );
+    assert!(registry.get(live).is_some(), "a live lock is never swept");
+  }
+
+  #[test]
+  fn ids_are_unique_and_closing_hands_over_every_lock() {
+    let mut registry = Registry::default();
+    let future = Instant::now() + Duration::from_secs(60);
+    let a = registry.insert(lock(future)).unwrap();
+    let b = registry.insert(lock(future)).unwrap();
+    assert_ne!(a, b);
+    assert!(registry.remove(a).is_some());
+    assert!(registry.remove(a).is_none());
+    assert_eq!(registry.close().len(), 1);
+    assert!(registry.insert(lock(future)).is_none());
+  }
+}
