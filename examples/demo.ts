@@ -7,8 +7,9 @@
 
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process'
 import { existsSync, readdirSync } from 'node:fs'
-import net from 'node:net'
 import path from 'node:path'
+
+import { answers, clusterPorts } from '../infra/redis-cluster'
 
 const ROOT = path.resolve(__dirname, '..')
 const TSX = path.join(ROOT, 'node_modules', '.bin', 'tsx')
@@ -25,20 +26,6 @@ const LOCK = `demo-keeper-${process.pid}`
 
 function banner(text: string): void {
   console.log(`\n── ${text} ${'─'.repeat(Math.max(0, 66 - text.length))}`)
-}
-
-function answers(port: number): Promise<boolean> {
-  return new Promise((resolve) => {
-    const socket = net.connect(port, '127.0.0.1')
-    const done = (ok: boolean) => {
-      socket.destroy()
-      resolve(ok)
-    }
-    socket.setTimeout(300, () => done(false))
-    socket.on('error', () => done(false))
-    socket.on('connect', () => socket.write('PING\r\n'))
-    socket.on('data', (data) => done(/^(\+PONG|-NOAUTH)/.test(data.toString())))
-  })
 }
 
 function run(command: string, args: string[]): number {
@@ -108,9 +95,7 @@ async function main(): Promise<number> {
   }
 
   banner('2. a three-node Redis cluster')
-  const ports = process.env.REDIS_NODES
-    ? process.env.REDIS_NODES.split(',').map((node) => Number(node.trim().split(':').pop()))
-    : [6379, 6380, 6381]
+  const ports = clusterPorts()
   const up = await Promise.all(ports.map(answers))
   let startedCluster = false
   if (up.every(Boolean)) {

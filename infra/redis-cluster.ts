@@ -33,7 +33,8 @@ export function clusterPorts(env: NodeJS.ProcessEnv = process.env): number[] {
   })
 }
 
-function answers(port: number, timeoutMs = 300): Promise<boolean> {
+/** Whether a Redis node answers PING on `port` (an auth error is an answer too). */
+export function answers(port: number, timeoutMs = 300): Promise<boolean> {
   return new Promise((resolve) => {
     const socket = net.connect(port, '127.0.0.1')
     const done = (ok: boolean) => {

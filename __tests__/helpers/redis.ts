@@ -9,6 +9,8 @@ import os from 'node:os'
 import path from 'node:path'
 import Redis from 'ioredis'
 
+import { answers } from '../../infra/redis-cluster'
+
 const running = new Set<ChildProcess>()
 process.on('exit', () => {
   for (const child of running) child.kill('SIGKILL')
@@ -37,19 +39,9 @@ export async function waitFor(what: string, check: () => boolean | Promise<boole
   }
 }
 
-/** Sends one PING over a fresh socket; true on PONG (or an auth error, which is an answer too). */
-export function ping(port: number, timeoutMs = 500): Promise<boolean> {
-  return new Promise((resolve) => {
-    const socket = net.connect(port, '127.0.0.1')
-    const done = (ok: boolean) => {
-      socket.destroy()
-      resolve(ok)
-    }
-    socket.setTimeout(timeoutMs, () => done(false))
-    socket.on('error', () => done(false))
-    socket.on('connect', () => socket.write('PING\r\n'))
-    socket.on('data', (data) => done(/^(\+PONG|-NOAUTH)/.test(data.toString())))
-  })
+/** Whether a node answers PING on `port`. */
+export function ping(port: number): Promise<boolean> {
+  return answers(port, 500)
 }
 
 export interface NodeOptions {
