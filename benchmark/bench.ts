@@ -1,136 +1,215 @@
-// Acquire+release throughput and acquire latency of this library next to npm
-// `redlock` + `ioredis`, against the same three local redis-server nodes, in
-// interleaved rounds. Usage: npm run bench [-- --rounds 3 --pairs 5000]
+// The benchmark: this library against the npm Redlock implementations and a
+// raw ioredis baseline, on the same local redis-server nodes, in interleaved
+// rounds with the order rotated. Prints a table per workload with medians
+// and ratios, writes benchmark/RESULTS.md and benchmark/results.svg.
+//
+//   npm run bench                          full run (several minutes)
+//   npm run bench -- --rounds 1 --quick    smoke run
+//
+// W1 latency     concurrency 1, acquire(unique key)+release pairs
+// W2 throughput  concurrency 64 on distinct keys, client CPU per pair, RSS
+// W3 hand-over   8 worker processes on one key, each holding 2 ms
+// W4 scale       W1 while 100,000 locks are held; memory per held lock; 5 nodes against 3
 
-import { performance } from 'node:perf_hooks'
+import { execFileSync, fork, spawnSync } from 'node:child_process'
+import { readFileSync, writeFileSync } from 'node:fs'
+import os from 'node:os'
+import path from 'node:path'
 import { parseArgs } from 'node:util'
 
-import Redis from 'ioredis'
-import Redlock from 'redlock'
-
-import { DistributedLock } from '..'
 import { Cluster } from '../__tests__/helpers/redis'
+import { renderChart } from './chart'
+import { LABELS, NAMES, type Name } from './contenders'
+import type { WorkloadConfig } from './workload'
 
-interface Contender {
-  name: string
-  /** Acquires `key` and returns its release. */
-  acquire(key: string): Promise<() => Promise<unknown>>
-  close(): Promise<void>
-}
+type Row = Record<string, number>
 
-const TTL_MS = 10_000
+const { values: options } = parseArgs({
+  options: {
+    rounds: { type: 'string', default: '3' },
+    quick: { type: 'boolean', default: false },
+    only: { type: 'string' },
+  },
+})
+const ROUNDS = Number(options.rounds)
+const QUICK = options.quick
+const PAIRS_W1 = QUICK ? 200 : 3_000
+const PAIRS_W2 = QUICK ? 500 : 20_000
+const HELD = QUICK ? 2_000 : 100_000
+const HANDOVER_MS = QUICK ? 1_000 : 4_000
+const NAMES_RUN = (options.only ? options.only.split(',') : [...NAMES]) as Name[]
 
-function ours(addresses: string[]): Contender {
-  const lock = new DistributedLock({ redis_nodes: addresses, retry_count: 0 })
-  return {
-    name: 'redis-quorum-lock',
-    async acquire(key) {
-      const handle = await lock.acquire(key, TTL_MS)
-      if (!handle) throw new Error(`${key} not acquired`)
-      return () => lock.release(handle)
-    },
-    close: () => lock.close(),
-  }
-}
-
-function redlock(addresses: string[]): Contender {
-  const clients = addresses.map((address) => {
-    const [host, port] = address.split(':')
-    return new Redis({ host, port: Number(port) })
+function runWorkload(config: WorkloadConfig): Row {
+  const run = spawnSync(process.execPath, ['--expose-gc', '--import', 'tsx', path.join(__dirname, 'workload.ts'), JSON.stringify(config)], {
+    encoding: 'utf8',
+    maxBuffer: 1 << 24,
+    timeout: 10 * 60_000,
   })
-  const instance = new Redlock(clients, { retryCount: 0 })
-  return {
-    name: 'redlock@5.0.0-beta.2',
-    async acquire(key) {
-      const lock = await instance.acquire([key], TTL_MS)
-      return () => lock.release()
-    },
-    async close() {
-      await instance.quit()
-    },
-  }
+  if (run.status !== 0) throw new Error(`${config.name} ${config.workload} failed: ${run.stderr}`)
+  return JSON.parse(run.stdout.trim().split('\n').pop() ?? '{}') as Row
 }
 
-interface Result {
-  pairsPerSecond: number
-  p50Us: number
-  p99Us: number
-}
-
-async function measure(contender: Contender, pairs: number, concurrency: number, round: number): Promise<Result> {
-  const latencies = new Float64Array(pairs)
-  let next = 0
-  const worker = async () => {
-    for (;;) {
-      const i = next++
-      if (i >= pairs) return
-      const started = performance.now()
-      const release = await contender.acquire(`bench:${round}:${concurrency}:${i}`)
-      latencies[i] = performance.now() - started
-      await release()
+async function handover(name: Name, addresses: string[], round: number): Promise<Row> {
+  const key = `bench:handover:${name}:${round}`
+  const workers = Array.from({ length: 8 }, (_, id) =>
+    fork(path.join(__dirname, 'handover-worker.ts'), [JSON.stringify({ name, addresses, key, holdMs: 2, id })], {
+      execArgv: ['--import', 'tsx'],
+      stdio: ['ignore', 'ignore', 'inherit', 'ipc'],
+    }),
+  )
+  const events: { type: string; id: number; at: bigint }[] = []
+  let ready = 0
+  await new Promise<void>((resolve) => {
+    for (const worker of workers) {
+      worker.on('message', (message: { type: string; id: number; at?: string }) => {
+        if (message.type === 'ready') {
+          if (++ready === workers.length) resolve()
+          return
+        }
+        events.push({ type: message.type, id: message.id, at: BigInt(message.at ?? '0') })
+        if (message.type === 'acquired') for (const w of workers) if (w.connected) w.send(message)
+      })
+    }
+  })
+  const started = process.hrtime.bigint()
+  await new Promise((resolve) => setTimeout(resolve, HANDOVER_MS))
+  const seconds = Number(process.hrtime.bigint() - started) / 1e9
+  await Promise.all(workers.map((worker) => new Promise<void>((resolve) => {
+    worker.once('exit', () => resolve())
+    if (worker.connected) worker.send({ type: 'stop' })
+    setTimeout(() => worker.kill('SIGKILL'), 5_000).unref()
+  })))
+  events.sort((a, b) => (a.at < b.at ? -1 : a.at > b.at ? 1 : 0))
+  const gaps: number[] = []
+  let lastRelease: { id: number; at: bigint } | null = null
+  for (const event of events) {
+    if (event.type === 'released') lastRelease = event
+    else if (lastRelease && event.id !== lastRelease.id) {
+      gaps.push(Number(event.at - lastRelease.at) / 1e6)
+      lastRelease = null
     }
   }
-  const started = performance.now()
-  await Promise.all(Array.from({ length: concurrency }, worker))
-  const seconds = (performance.now() - started) / 1000
-  latencies.sort()
+  gaps.sort((a, b) => a - b)
+  const acquisitions = events.filter((e) => e.type === 'acquired' && e.at >= started).length
   return {
-    pairsPerSecond: pairs / seconds,
-    p50Us: latencies[Math.floor(pairs * 0.5)] * 1000,
-    p99Us: latencies[Math.floor(pairs * 0.99)] * 1000,
+    sectionsPerSecond: acquisitions / seconds,
+    handoverP50Ms: gaps[Math.floor(gaps.length * 0.5)] ?? Number.NaN,
+    handoverP99Ms: gaps[Math.floor(gaps.length * 0.99)] ?? Number.NaN,
+    handovers: gaps.length,
   }
 }
 
 function median(values: number[]): number {
-  const sorted = [...values].sort((a, b) => a - b)
-  return sorted[Math.floor(sorted.length / 2)]
+  const sorted = values.filter((v) => !Number.isNaN(v)).sort((a, b) => a - b)
+  return sorted.length === 0 ? Number.NaN : sorted[Math.floor(sorted.length / 2)]
+}
+
+function format(value: number, digits = 0): string {
+  return Number.isNaN(value) ? 'n/a' : value.toLocaleString('en-US', { maximumFractionDigits: digits, minimumFractionDigits: digits })
+}
+
+interface Column {
+  title: string
+  metric: string
+  digits?: number
+  /** Show the spread of the rounds next to the median. */
+  spread?: boolean
+}
+
+function table(title: string, results: Map<Name, Row[]>, columns: Column[], ratioMetric: string, ratioTitle: string): string {
+  const lines = [`### ${title}`, '', `| library | ${columns.map((c) => c.title).join(' | ')} | ${ratioTitle} vs redlock | vs raw |`,
+    `| --- | ${columns.map(() => '---:').join(' | ')} | ---: | ---: |`]
+  const med = (name: Name, metric: string) => median((results.get(name) ?? []).map((r) => r[metric]))
+  for (const name of NAMES_RUN) {
+    const rows = results.get(name) ?? []
+    const cells = columns.map((c) => {
+      const values = rows.map((r) => r[c.metric])
+      const spread = c.spread && values.length > 1 ? ` (${format(Math.min(...values), c.digits)}–${format(Math.max(...values), c.digits)})` : ''
+      return `${format(median(values), c.digits)}${spread}`
+    })
+    const ratio = (base: Name) => format(med(name, ratioMetric) / med(base, ratioMetric), 2)
+    lines.push(`| ${LABELS[name]} | ${cells.join(' | ')} | ${ratio('redlock')}x | ${ratio('raw')}x |`)
+  }
+  return lines.join('\n')
 }
 
 async function main(): Promise<void> {
-  const { values } = parseArgs({
-    options: { rounds: { type: 'string', default: '3' }, pairs: { type: 'string', default: '5000' } },
-  })
-  const rounds = Number(values.rounds)
-  const pairs = Number(values.pairs)
   const cluster = await Cluster.start(3)
-  const contenders = [ours(cluster.addresses), redlock(cluster.addresses)]
-  const results = new Map<string, Result[]>()
+  const five = await Cluster.start(5)
+  const results = { W1: new Map<Name, Row[]>(), W2: new Map<Name, Row[]>(), W3: new Map<Name, Row[]>(), W4: new Map<Name, Row[]>() }
+  const add = (map: Map<Name, Row[]>, name: Name, row: Row) => map.set(name, [...(map.get(name) ?? []), row])
   try {
-    for (const contender of contenders) await measure(contender, 200, 8, -1)
-    for (let round = 0; round < rounds; round++) {
-      // Rotate the order so that no library always runs first or last.
-      const order = contenders.map((_, i) => contenders[(i + round) % contenders.length])
-      for (const concurrency of [1, 64]) {
-        for (const contender of order) {
-          const result = await measure(contender, pairs, concurrency, round)
-          const key = `${contender.name}@${concurrency}`
-          results.set(key, [...(results.get(key) ?? []), result])
-        }
+    for (let round = 0; round < ROUNDS; round++) {
+      const order = NAMES_RUN.map((_, i) => NAMES_RUN[(i + round) % NAMES_RUN.length])
+      for (const name of order) {
+        const base = { name, addresses: cluster.addresses, addresses5: five.addresses, held: HELD, round }
+        add(results.W1, name, runWorkload({ ...base, workload: 'latency', pairs: PAIRS_W1 }))
+        add(results.W2, name, runWorkload({ ...base, workload: 'throughput', pairs: PAIRS_W2 }))
+        add(results.W3, name, await handover(name, cluster.addresses, round))
+        add(results.W4, name, runWorkload({ ...base, workload: 'scale', pairs: Math.min(PAIRS_W1, 1_000) }))
+        await cluster.flush()
+        await five.flush()
+        process.stderr.write(`round ${round + 1}/${ROUNDS}: ${LABELS[name]} done\n`)
       }
-      process.stderr.write(`round ${round + 1} of ${rounds} done\n`)
     }
   } finally {
-    for (const contender of contenders) await contender.close()
     await cluster.stop()
+    await five.stop()
   }
 
-  for (const concurrency of [1, 64]) {
-    console.log(`\nconcurrency ${concurrency}: ${pairs} acquire+release pairs per round, median of ${rounds} rounds`)
-    console.log('| library | pairs/s | acquire p50 (µs) | acquire p99 (µs) | pairs/s vs redlock |')
-    console.log('| --- | ---: | ---: | ---: | ---: |')
-    const baseline = median((results.get(`redlock@5.0.0-beta.2@${concurrency}`) ?? []).map((r) => r.pairsPerSecond))
-    for (const contender of contenders) {
-      const runs = results.get(`${contender.name}@${concurrency}`) ?? []
-      const rate = median(runs.map((r) => r.pairsPerSecond))
-      console.log(
-        `| ${contender.name} | ${rate.toFixed(0)} | ${median(runs.map((r) => r.p50Us)).toFixed(0)} | ` +
-          `${median(runs.map((r) => r.p99Us)).toFixed(0)} | ${(rate / baseline).toFixed(2)}x |`,
-      )
-    }
+  const tables = [
+    table(`W1 latency: concurrency 1, ${PAIRS_W1} acquire+release pairs`, results.W1, [
+      { title: 'pairs/s', metric: 'pairsPerSecond', spread: true },
+      { title: 'acquire p50 µs', metric: 'p50Us', spread: true },
+      { title: 'acquire p99 µs', metric: 'p99Us' },
+    ], 'p50Us', 'p50'),
+    table(`W2 throughput: concurrency 64, ${PAIRS_W2} pairs on distinct keys`, results.W2, [
+      { title: 'pairs/s', metric: 'pairsPerSecond', spread: true },
+      { title: 'client CPU µs/pair', metric: 'cpuUsPerPair', digits: 1, spread: true },
+      { title: 'RSS MiB', metric: 'rssMb' },
+    ], 'pairsPerSecond', 'pairs/s'),
+    table(`W3 hand-over: 8 processes on one key, 2 ms each, ${HANDOVER_MS / 1000} s per round`, results.W3, [
+      { title: 'sections/s', metric: 'sectionsPerSecond', digits: 1, spread: true },
+      { title: 'hand-over p50 ms', metric: 'handoverP50Ms', digits: 2, spread: true },
+      { title: 'hand-over p99 ms', metric: 'handoverP99Ms', digits: 2 },
+    ], 'handoverP50Ms', 'hand-over p50'),
+    table(`W4 scale: W1 p50 while ${HELD} locks are held, and on 5 nodes`, results.W4, [
+      { title: 'idle p50 µs', metric: 'idleP50Us' },
+      { title: `p50 µs, ${HELD} held`, metric: 'loadedP50Us' },
+      { title: 'held/idle', metric: 'loadedRatio', digits: 2 },
+      { title: 'bytes per held lock', metric: 'bytesPerLock' },
+      { title: '5 nodes p50 µs', metric: 'fiveNodesP50Us' },
+      { title: '5/3 nodes', metric: 'fiveToThree', digits: 2 },
+    ], 'loadedP50Us', 'held p50'),
+  ]
+  for (const text of tables) console.log(`\n${text}`)
+
+  const versions = (name: string) => (JSON.parse(readFileSync(path.join(__dirname, '..', 'node_modules', name, 'package.json'), 'utf8')) as { version: string }).version
+  const redisVersion = execFileSync('redis-server', ['--version'], { encoding: 'utf8' }).split(' ')[2]
+  const machine = [
+    `- date: ${new Date().toISOString()}`,
+    `- machine: ${os.cpus().length} × ${os.cpus()[0]?.model ?? 'unknown CPU'}, ${(os.totalmem() / 2 ** 30).toFixed(0)} GiB, ${os.platform()} ${os.release()}`,
+    `- Node ${process.version}, ${redisVersion}, three local nodes (five for the 5-node column), ${ROUNDS} interleaved round(s), order rotated each round`,
+    `- libraries: redlock ${versions('redlock')}, @sesamecare-oss/redlock ${versions('@sesamecare-oss/redlock')}, redlock-universal ${versions('redlock-universal')}, redis-semaphore ${versions('redis-semaphore')}, ioredis ${versions('ioredis')}`,
+    '- each library runs W1, W2 and W4 in a fresh process; medians over rounds, with the range of the rounds in parentheses',
+    '- W3: peers and this library retry every 50 ms without jitter',
+  ]
+  const svg = renderChart(NAMES_RUN.map((name) => ({
+    label: LABELS[name],
+    w1: median((results.W1.get(name) ?? []).map((r) => r.p50Us)),
+    w2: median((results.W2.get(name) ?? []).map((r) => r.pairsPerSecond)),
+    w3: median((results.W3.get(name) ?? []).map((r) => r.handoverP50Ms)),
+  })))
+  if (!QUICK) {
+    writeFileSync(path.join(__dirname, 'results.svg'), svg)
+    writeFileSync(path.join(__dirname, 'RESULTS.md'), [
+      '# Benchmark results', '', 'Reproduce with `npm run bench`.', '', ...machine, '', '![W1-W3](results.svg)', '', tables.join('\n\n'), '',
+    ].join('\n'))
+    console.log('\nwrote benchmark/RESULTS.md and benchmark/results.svg')
   }
 }
 
-main().catch((error) => {
-  console.error(error)
+main().catch((error: Error) => {
+  console.error(error.stack)
   process.exit(1)
 })

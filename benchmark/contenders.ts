@@ -1,0 +1,159 @@
+// The libraries the benchmark compares, behind one small interface: this
+// library, four npm Redlock implementations on ioredis, and `raw`, the
+// limit for a JavaScript client (SET NX PX to every node at once, decided at
+// quorum, released with a compare-and-delete script).
+
+import { randomUUID } from 'node:crypto'
+
+import { Redlock as SesameRedlock } from '@sesamecare-oss/redlock'
+import Redis from 'ioredis'
+import Redlock from 'redlock'
+import { createRedlock, IoredisAdapter } from 'redlock-universal'
+import { RedlockMutex } from 'redis-semaphore'
+
+import { DistributedLock } from '..'
+
+export interface RetryPolicy {
+  /** Attempts after the first; -1 for no limit. */
+  retries: number
+  delayMs: number
+}
+
+export interface Contender {
+  /** Acquires `key` for `ttlMs`; the release, or null when not acquired. */
+  acquire(key: string, ttlMs: number): Promise<(() => Promise<unknown>) | null>
+  close(): Promise<void>
+}
+
+export type ContenderFactory = (addresses: string[], retry: RetryPolicy) => Contender
+
+export const NAMES = ['ours', 'redlock', 'sesamecare', 'redlock-universal', 'redis-semaphore', 'raw'] as const
+export type Name = (typeof NAMES)[number]
+
+export const LABELS: Record<Name, string> = {
+  ours: 'redis-quorum-lock',
+  redlock: 'redlock@5.0.0-beta.2',
+  sesamecare: '@sesamecare-oss/redlock',
+  'redlock-universal': 'redlock-universal',
+  'redis-semaphore': 'redis-semaphore RedlockMutex',
+  raw: 'raw ioredis',
+}
+
+function clients(addresses: string[]): Redis[] {
+  return addresses.map((address) => {
+    const at = address.lastIndexOf(':')
+    return new Redis({ host: address.slice(0, at), port: Number(address.slice(at + 1)) })
+  })
+}
+
+const RELEASE = "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) else return 0 end"
+
+export const FACTORIES: Record<Name, ContenderFactory> = {
+  ours(addresses, retry) {
+    const lock = new DistributedLock({
+      redis_nodes: addresses,
+      retry_count: retry.retries,
+      retry_delay_ms: retry.delayMs,
+      retry_jitter_ms: 0,
+    })
+    return {
+      async acquire(key, ttlMs) {
+        const handle = await lock.acquire(key, ttlMs)
+        return handle && (() => lock.release(handle))
+      },
+      close: () => lock.close(),
+    }
+  },
+
+  redlock(addresses, retry) {
+    const instance = new Redlock(clients(addresses), { retryCount: retry.retries, retryDelay: retry.delayMs, retryJitter: 0 })
+    return {
+      async acquire(key, ttlMs) {
+        const lock = await instance.acquire([key], ttlMs).catch(() => null)
+        return lock && (() => lock.release())
+      },
+      close: () => instance.quit(),
+    }
+  },
+
+  sesamecare(addresses, retry) {
+    const instance = new SesameRedlock(clients(addresses), { retryCount: retry.retries, retryDelay: retry.delayMs, retryJitter: 0 })
+    return {
+      async acquire(key, ttlMs) {
+        const lock = await instance.acquire([key], ttlMs).catch(() => null)
+        return lock && (() => lock.release())
+      },
+      close: () => instance.quit(),
+    }
+  },
+
+  'redlock-universal'(addresses, retry) {
+    const redis = clients(addresses)
+    const adapters = redis.map((client) => new IoredisAdapter(client))
+    return {
+      async acquire(key, ttlMs) {
+        const lock = createRedlock({ adapters, key, ttl: ttlMs, retryAttempts: retry.retries < 0 ? 1e9 : retry.retries, retryDelay: retry.delayMs })
+        const handle = await lock.acquire().catch(() => null)
+        return handle && (() => lock.release(handle))
+      },
+      async close() {
+        for (const client of redis) client.disconnect()
+      },
+    }
+  },
+
+  'redis-semaphore'(addresses, retry) {
+    const redis = clients(addresses)
+    return {
+      async acquire(key, ttlMs) {
+        const mutex = new RedlockMutex(redis, key, {
+          lockTimeout: ttlMs,
+          acquireAttemptsLimit: retry.retries < 0 ? Number.POSITIVE_INFINITY : retry.retries + 1,
+          acquireTimeout: Number.MAX_SAFE_INTEGER,
+          retryInterval: retry.delayMs,
+          refreshInterval: 0,
+        })
+        return (await mutex.tryAcquire()) ? () => mutex.release() : null
+      },
+      async close() {
+        for (const client of redis) client.disconnect()
+      },
+    }
+  },
+
+  raw(addresses, retry) {
+    const redis = clients(addresses)
+    const quorum = Math.floor(redis.length / 2) + 1
+    const attempt = (key: string, value: string, ttlMs: number) =>
+      new Promise<boolean>((resolve) => {
+        let granted = 0
+        let answered = 0
+        for (const client of redis) {
+          client.set(key, value, 'PX', ttlMs, 'NX').then(
+            (reply) => reply === 'OK',
+            () => false,
+          ).then((ok) => {
+            answered++
+            if (ok) granted++
+            if (ok && granted === quorum) resolve(true)
+            else if (granted + (redis.length - answered) < quorum) resolve(false)
+          })
+        }
+      })
+    const release = (key: string, value: string) => Promise.all(redis.map((client) => client.eval(RELEASE, 1, key, value)))
+    return {
+      async acquire(key, ttlMs) {
+        const value = randomUUID()
+        for (let tried = 0; retry.retries < 0 || tried <= retry.retries; tried++) {
+          if (await attempt(key, value, ttlMs)) return () => release(key, value)
+          await release(key, value)
+          await new Promise((resolve) => setTimeout(resolve, retry.delayMs))
+        }
+        return null
+      },
+      async close() {
+        for (const client of redis) client.disconnect()
+      },
+    }
+  },
+}
