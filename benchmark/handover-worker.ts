@@ -34,8 +34,10 @@ const send = (message: object) => new Promise<void>((resolve) => process.send?.(
 async function main(): Promise<void> {
   await send({ type: 'ready', id: config.id })
   while (!stopped) {
+    // A library that gives up despite unlimited retries just competes again.
     const release = await contender.acquire(config.key, 10_000)
-    if (!release || stopped) break
+    if (stopped) break
+    if (!release) continue
     const turn = new Promise<void>((resolve) => {
       otherAcquired = resolve
     })
