@@ -154,7 +154,7 @@ async function stop(): Promise<number> {
   for (const port of ports) {
     const pid = pidOf(port)
     if (pid === null) {
-      console.log(`  ${port}: not started by this tool: left alone`)
+      console.log(`  ${port}: ${(await answers(port)) ? 'not started by this tool: left alone' : 'not running'}`)
       continue
     }
     process.kill(pid, 'SIGTERM')
