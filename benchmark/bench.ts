@@ -185,7 +185,7 @@ async function main(): Promise<void> {
   for (const text of tables) console.log(`\n${text}`)
 
   const versions = (name: string) => (JSON.parse(readFileSync(path.join(__dirname, '..', 'node_modules', name, 'package.json'), 'utf8')) as { version: string }).version
-  const redisVersion = execFileSync('redis-server', ['--version'], { encoding: 'utf8' }).split(' ')[2]
+  const redisVersion = execFileSync('redis-server', ['--version'], { encoding: 'utf8' }).split(' ')[2].replace('v=', 'Redis ')
   const machine = [
     `- date: ${new Date().toISOString()}`,
     `- machine: ${os.cpus().length} × ${os.cpus()[0]?.model ?? 'unknown CPU'}, ${(os.totalmem() / 2 ** 30).toFixed(0)} GiB, ${os.platform()} ${os.release()}`,
