@@ -5,6 +5,7 @@
 
 mod completion;
 mod errors;
+mod node_options;
 mod options;
 mod raw;
 

@@ -5,9 +5,10 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
+use super::node_options::{nodes_from_env, nodes_from_option};
 use super::raw::Raw;
 use crate::engine::config::{self, LockConfig, Retries, RetryPolicy, MAX_DELAY_MS};
-use crate::engine::node::{printable, NodeConfig};
+use crate::engine::node::printable;
 
 /// Reads one environment variable; tests pass their own.
 pub type EnvLookup<'a> = &'a dyn Fn(&str) -> Option<String>;
@@ -37,8 +38,6 @@ const NOT_YET_SUPPORTED: &[&str] = &[
   "restart_quarantine",
   "max_ttl_ms",
 ];
-
-const NODE_KEYS: &[&str] = &["host", "port", "username", "password", "db", "tls", "ssl"];
 
 /// The options a `DistributedLock` is constructed with.
 pub fn lock_config(raw: &Raw, env: EnvLookup) -> Result<LockConfig, String> {
@@ -223,7 +222,7 @@ fn unknown_key(key: &str, known: &[&str], what: &str) -> String {
 
 /// The known key the caller most likely meant: the same letters in another
 /// case or spelling, a prefix of it, or a typo or two away.
-fn suggestion<'k>(key: &str, known: &[&'k str]) -> Option<&'k str> {
+pub(super) fn suggestion<'k>(key: &str, known: &[&'k str]) -> Option<&'k str> {
   let normal = |s: &str| -> String {
     s.chars()
       .filter(|c| *c != '_' && *c != '-')
@@ -285,7 +284,7 @@ pub fn camel_case(snake: &str) -> String {
   out
 }
 
-fn invalid(key: &str, problem: impl AsRef<str>) -> String {
+pub(super) fn invalid(key: &str, problem: impl AsRef<str>) -> String {
   format!("invalid option '{}': {}", printable(key), problem.as_ref())
 }
 
@@ -339,131 +338,6 @@ fn env_integer<T>(
   parsed
     .map(Some)
     .map_err(|e| format!("invalid environment variable {name}: {e}"))
-}
-
-fn nodes_from_option(key: &str, value: &Raw) -> Result<Vec<NodeConfig>, String> {
-  let Raw::Array(items) = value else {
-    return Err(invalid(
-      key,
-      format!(
-        "must be an array of node addresses or objects, got {}",
-        value.describe()
-      ),
-    ));
-  };
-  items
-    .iter()
-    .enumerate()
-    .map(|(i, item)| node(item).map_err(|e| invalid(key, format!("entry {i}: {e}"))))
-    .collect()
-}
-
-fn nodes_from_env(env: EnvLookup) -> Result<Vec<NodeConfig>, String> {
-  if let Some(list) = env("REDIS_NODES").filter(|t| !t.trim().is_empty()) {
-    return list
-      .split(',')
-      .map(str::trim)
-      .filter(|spec| !spec.is_empty())
-      .enumerate()
-      .map(|(i, spec)| {
-        NodeConfig::parse(spec)
-          .map_err(|e| format!("invalid environment variable REDIS_NODES: entry {i}: {e}"))
-      })
-      .collect();
-  }
-  if let Some(json) = env("REDIS_INSTANCES").filter(|t| !t.trim().is_empty()) {
-    let problem = |e: String| format!("invalid environment variable REDIS_INSTANCES: {e}");
-    let raw = Raw::from_json(&json).map_err(problem)?;
-    let Raw::Array(items) = raw else {
-      return Err(problem(
-        "must be a JSON list of {host, port, password, ssl} objects".into(),
-      ));
-    };
-    return items
-      .iter()
-      .enumerate()
-      .map(|(i, item)| node(item).map_err(|e| problem(format!("entry {i}: {e}"))))
-      .collect();
-  }
-  Ok(
-    config::DEFAULT_NODES
-      .iter()
-      .map(|spec| NodeConfig::parse(spec).expect("the default nodes parse"))
-      .collect(),
-  )
-}
-
-/// A node address string, or `{ host, port?, username?, password?, db?, tls?, ssl? }`.
-fn node(raw: &Raw) -> Result<NodeConfig, String> {
-  let entries = match raw {
-    Raw::String(spec) => return NodeConfig::parse(spec),
-    Raw::Object(entries) => entries,
-    other => {
-      return Err(format!(
-        "a node must be an address string or an object with a host, got {}",
-        other.describe()
-      ))
-    }
-  };
-  let mut fields: HashMap<&str, &Raw> = HashMap::new();
-  for (key, value) in entries {
-    let Some(name) = NODE_KEYS.iter().find(|n| **n == key) else {
-      let hint = suggestion(key, NODE_KEYS)
-        .map(|name| format!("; did you mean '{name}'?"))
-        .unwrap_or_default();
-      return Err(format!("unknown node key '{}'{hint}", printable(key)));
-    };
-    if *value != Raw::Undefined {
-      fields.insert(name, value);
-    }
-  }
-  let text = |name: &str| -> Result<Option<String>, String> {
-    match fields.get(name) {
-      None => Ok(None),
-      Some(Raw::String(s)) => Ok(Some(s.clone())),
-      // The value of a password is never shown, whatever its type.
-      Some(_) if name == "password" => Err("node key 'password' must be a string".into()),
-      Some(other) => Err(format!(
-        "node key '{name}' must be a string, got {}",
-        other.describe()
-      )),
-    }
-  };
-  let integer = |name: &str, min: u64, max: u64| -> Result<Option<u64>, String> {
-    match fields.get(name) {
-      None => Ok(None),
-      Some(Raw::Number(n)) => config::check_integer(*n, min, max)
-        .map(Some)
-        .map_err(|e| format!("node key '{name}' {e}")),
-      Some(other) => Err(format!(
-        "node key '{name}' must be a number, got {}",
-        other.describe()
-      )),
-    }
-  };
-  let flag = |name: &str| -> Result<Option<bool>, String> {
-    match fields.get(name) {
-      None => Ok(None),
-      Some(Raw::Bool(b)) => Ok(Some(*b)),
-      Some(other) => Err(format!(
-        "node key '{name}' must be a boolean, got {}",
-        other.describe()
-      )),
-    }
-  };
-  let host = text("host")?.ok_or("a node object needs a 'host'")?;
-  let port = integer("port", 1, 65_535)?.unwrap_or(u64::from(crate::engine::node::DEFAULT_PORT));
-  let mut node = NodeConfig::endpoint(host.trim(), port as u16)?;
-  node.username = text("username")?.filter(|s| !s.is_empty());
-  node.password = text("password")?.filter(|s| !s.is_empty());
-  node.db = integer("db", 0, u64::from(u32::MAX))?.unwrap_or(0) as u32;
-  node.tls = match (flag("tls")?, flag("ssl")?) {
-    (Some(tls), Some(ssl)) if tls != ssl => {
-      return Err("node keys 'tls' and 'ssl' disagree; 'ssl' is an alias of 'tls'".into())
-    }
-    (tls, ssl) => tls.or(ssl).unwrap_or(false),
-  };
-  Ok(node)
 }
 
 #[cfg(test)]

@@ -1,6 +1,7 @@
 //! The options parser against every spelling, default and mistake.
 
 use super::*;
+use crate::engine::node::NodeConfig;
 
 fn obj(entries: &[(&str, Raw)]) -> Raw {
   Raw::Object(
