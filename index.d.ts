@@ -121,6 +121,16 @@ export interface AcquireOptions {
   retry_jitter_ms?: number
   /** camelCase spelling of {@link AcquireOptions.retry_jitter_ms}. */
   retryJitterMs?: number
+  /**
+   * Keep the lease alive until release: a native watchdog extends it on the
+   * I/O thread, between a third and a half of its validity after each
+   * extension, so a busy event loop cannot lose it. When no extension
+   * reaches a majority within the remaining validity, the handle's `signal`
+   * aborts with reason code `ERR_LOCK_LOST` and the watchdog stops.
+   */
+  auto_extend?: boolean
+  /** camelCase spelling of {@link AcquireOptions.auto_extend}. */
+  autoExtend?: boolean
 }
 
 /** A lock this process holds, as returned by {@link DistributedLock.acquire}. */
@@ -143,8 +153,16 @@ export declare class LockHandle {
   readonly attempts: number
   /** Same as `lock.extend(handle, ttlMs)`. */
   extend(ttlMs?: number): Promise<boolean>
+  /**
+   * Aborted, with an `Error` of code `ERR_LOCK_LOST` as its reason, when the
+   * library learns the lease is lost: a failed extend, or a failed watchdog
+   * extension. Never aborted by a normal release.
+   */
+  readonly signal: AbortSignal
   /** Same as `lock.release(handle)`. */
   release(): Promise<boolean>
+  /** Releases the lock: `await using handle = await lock.acquire(...)` releases it at scope exit. */
+  [Symbol.asyncDispose](): Promise<void>
 }
 
 /** The codes of every error this library raises. */
@@ -152,6 +170,8 @@ export type LockErrorCode =
   | 'ERR_INVALID_ARG'
   | 'ERR_LOCK_CLOSED'
   | 'ERR_QUORUM_UNAVAILABLE'
+  | 'ERR_LOCK_NOT_ACQUIRED'
+  | 'ERR_LOCK_LOST'
 
 /** One node's failure in an `ERR_QUORUM_UNAVAILABLE` error. */
 export interface NodeError {
@@ -212,6 +232,26 @@ export declare class DistributedLock {
    *   this lock's; `ERR_LOCK_CLOSED`.
    */
   release(handle: LockHandle): Promise<boolean>
+
+  /**
+   * Runs `routine` while holding `resource`: acquires it (default TTL, no
+   * options), keeps the lease alive natively while the routine runs, passes
+   * the handle's `signal` (aborted with `ERR_LOCK_LOST` if the lease is lost)
+   * and the handle, and releases when the routine settles.
+   * @returns the routine's value; rethrows its error.
+   * @throws {LockError} (as a rejection) `ERR_LOCK_NOT_ACQUIRED` when the lock
+   *   is held by another owner after every attempt, and the errors of acquire.
+   */
+  using<T>(resource: string | string[], routine: (signal: AbortSignal, handle: LockHandle) => Promise<T>): Promise<T>
+  /** {@link DistributedLock.using} with a TTL. */
+  using<T>(resource: string | string[], ttlMs: number, routine: (signal: AbortSignal, handle: LockHandle) => Promise<T>): Promise<T>
+  /** {@link DistributedLock.using} with a TTL and acquire options (`auto_extend` is always on). */
+  using<T>(
+    resource: string | string[],
+    ttlMs: number,
+    options: AcquireOptions,
+    routine: (signal: AbortSignal, handle: LockHandle) => Promise<T>,
+  ): Promise<T>
 
   /**
    * Releases every lock this instance still holds (bounded by the command

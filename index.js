@@ -14,9 +14,12 @@ const EXTENDED = 2
 const RELEASED = 3
 const CLOSED = 4
 const FAILED = 5
+const LOST = 6
 
 /** Requests in flight across every lock of this process, by request id. */
 const pending = new Map()
+/** Auto-extended handles by lock id (unique in the process), for the watchdog's lost-lease events. */
+const watched = new Map()
 let lastRequest = 0
 
 function nextRequest() {
@@ -26,21 +29,32 @@ function nextRequest() {
 
 function deliver(batch) {
   for (let i = 0; i < batch.length; i += SLOTS) {
+    const kind = batch[i + 1]
+    if (kind === LOST) {
+      const handle = watched.get(batch[i + 2])
+      watched.delete(batch[i + 2])
+      if (handle !== undefined) loseHandle(handle)
+      continue
+    }
     const request = pending.get(batch[i])
     if (request === undefined) continue
     pending.delete(batch[i])
-    const kind = batch[i + 1]
     if (kind === FAILED) {
       request.reject(batch[i + 6])
     } else if (kind === ACQUIRED) {
-      request.resolve(
-        new LockHandle(request.lock, batch[i + 2], request.resources, batch[i + 6], batch[i + 3], batch[i + 4], batch[i + 5]),
-      )
+      const handle = new LockHandle(request.lock, batch[i + 2], request.resources, batch[i + 6], batch[i + 3], batch[i + 4], batch[i + 5])
+      if (request.watch) watched.set(batch[i + 2], handle)
+      request.resolve(handle)
     } else if (kind === NOT_ACQUIRED) {
       request.resolve(null)
     } else if (kind === EXTENDED) {
       const extended = batch[i + 2] === 1
-      if (extended) setValidity(request.handle, batch[i + 3], batch[i + 4])
+      if (extended) {
+        setValidity(request.handle, batch[i + 3], batch[i + 4])
+      } else {
+        watched.delete(handleId(request.handle))
+        loseHandle(request.handle)
+      }
       request.resolve(extended)
     } else if (kind === RELEASED) {
       request.resolve(batch[i + 2] === 1)
@@ -50,20 +64,27 @@ function deliver(batch) {
   }
 }
 
-function invalidArg(message) {
+function lockError(code, message) {
   const error = new Error(message)
-  error.code = 'ERR_INVALID_ARG'
+  error.code = code
   return error
+}
+
+function invalidArg(message) {
+  return lockError('ERR_INVALID_ARG', message)
 }
 
 let handleOwner
 let handleId
 let setValidity
+let loseHandle
 
 /** A lock this process holds; see index.d.ts. */
 class LockHandle {
   #lock
   #id
+  #controller = null
+  #lost = false
 
   static {
     handleOwner = (handle) => (handle !== null && typeof handle === 'object' && #id in handle ? handle.#lock : undefined)
@@ -72,6 +93,15 @@ class LockHandle {
       handle.validityMs = validityMs
       handle.expiresAt = expiresAt
     }
+    loseHandle = (handle) => {
+      if (handle.#lost) return
+      handle.#lost = true
+      handle.#controller?.abort(LockHandle.#lostReason(handle))
+    }
+  }
+
+  static #lostReason(handle) {
+    return lockError('ERR_LOCK_LOST', `the lease of '${handle.resource}' was lost: another owner may hold it now`)
   }
 
   constructor(lock, id, resources, value, validityMs, expiresAt, attempts) {
@@ -88,12 +118,30 @@ class LockHandle {
     return this.resources[0]
   }
 
+  /** Aborted, with an ERR_LOCK_LOST reason, once the lease is known lost; made on first use. */
+  get signal() {
+    if (this.#controller === null) {
+      this.#controller = new AbortController()
+      if (this.#lost) this.#controller.abort(LockHandle.#lostReason(this))
+    }
+    return this.#controller.signal
+  }
+
   extend(ttlMs) {
     return this.#lock.extend(this, ttlMs)
   }
 
   release() {
     return this.#lock.release(this)
+  }
+
+  async [Symbol.asyncDispose]() {
+    try {
+      await this.#lock.release(this)
+    } catch (error) {
+      // close() released it already.
+      if (error.code !== 'ERR_LOCK_CLOSED') throw error
+    }
   }
 }
 
@@ -114,9 +162,28 @@ class DistributedLock {
       return Promise.reject(error)
     }
     const resources = typeof resource === 'string' ? [resource] : Array.from(resource)
+    const watch = options != null && (options.auto_extend === true || options.autoExtend === true)
     return new Promise((resolve, reject) => {
-      pending.set(request, { resolve, reject, lock: this, resources, handle: null })
+      pending.set(request, { resolve, reject, lock: this, resources, handle: null, watch })
     })
+  }
+
+  async using(resource, ...args) {
+    const routine = args.pop()
+    if (typeof routine !== 'function') {
+      throw invalidArg(`using() needs a routine as its last argument, got ${routine === null ? 'null' : typeof routine}`)
+    }
+    const [ttlMs, options] = args
+    const { auto_extend: _, autoExtend: __, ...rest } = options ?? {}
+    const handle = await this.acquire(resource, ttlMs, { ...rest, auto_extend: true })
+    if (handle === null) {
+      throw lockError('ERR_LOCK_NOT_ACQUIRED', `could not acquire ${JSON.stringify(resource)}: another owner holds it`)
+    }
+    try {
+      return await routine(handle.signal, handle)
+    } finally {
+      await handle[Symbol.asyncDispose]()
+    }
   }
 
   extend(handle, ttlMs) {
@@ -136,6 +203,7 @@ class DistributedLock {
   release(handle) {
     const id = this.#ownId(handle)
     if (typeof id !== 'number') return Promise.reject(id)
+    watched.delete(id)
     const request = nextRequest()
     try {
       this.#core.release(request, id)

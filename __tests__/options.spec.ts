@@ -116,8 +116,8 @@ describe('options', () => {
   })
 
   test('options of later versions are named as not supported yet', () => {
-    const error = construct({ redis_nodes: nodes, auto_extend: true })
-    assert.match(error.message, /'auto_extend' is not supported by this version/)
+    const error = construct({ redis_nodes: nodes, fencing: true })
+    assert.match(error.message, /'fencing' is not supported by this version/)
   })
 
   test('a password never appears in an error message', () => {

@@ -25,6 +25,8 @@ pub enum Outcome {
   Released(bool),
   Closed,
   Failed(LockError),
+  /// Not a call's result: the watchdog lost the lease of this lock.
+  Lost(u64),
 }
 
 /// The slot layout per result in the delivered array; `index.js` reads the
@@ -36,6 +38,9 @@ const EXTENDED: u32 = 2;
 const RELEASED: u32 = 3;
 const CLOSED: u32 = 4;
 const FAILED: u32 = 5;
+const LOST: u32 = 6;
+/// The request id of events, which answer no call.
+const EVENT: u32 = 0;
 
 pub struct Batch(Vec<(u32, Outcome)>);
 
@@ -98,6 +103,12 @@ impl Completions {
     }
   }
 
+  /// Queues an event that answers no call; from any thread. It is
+  /// delivered with the next wake-up, and does not keep Node alive.
+  pub fn event(&self, outcome: Outcome) {
+    self.finish(EVENT, outcome);
+  }
+
   /// Queues a result; from any thread.
   pub fn finish(&self, request: u32, outcome: Outcome) {
     let was_empty = {
@@ -152,6 +163,7 @@ impl ToNapiValue for Batch {
           ),
           Outcome::Closed => (CLOSED, [0.0; 4], null(env)?),
           Outcome::Failed(error) => (FAILED, [0.0; 4], super::errors::to_js(env, &error)?),
+          Outcome::Lost(lock) => (LOST, [lock as f64, 0.0, 0.0, 0.0], null(env)?),
         };
         check(sys::napi_set_element(
           env,

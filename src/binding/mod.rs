@@ -91,8 +91,10 @@ impl LockCore {
   pub fn new(options: Raw, deliver: Function<Batch, Unknown<'static>>) -> Result<Self> {
     let lookup = |name: &str| std::env::var(name).ok();
     let config = options::lock_config(&options, &lookup).map_err(invalid_arg)?;
-    let engine = Engine::new(config).map_err(from_engine)?;
     let completions = Completions::new(deliver).map_err(|e| invalid_arg(e.reason.clone()))?;
+    let events = completions.clone();
+    let on_lost = Box::new(move |lock| events.event(Outcome::Lost(lock)));
+    let engine = Engine::new(config, on_lost).map_err(from_engine)?;
     Ok(LockCore {
       engine,
       completions,
@@ -112,10 +114,13 @@ impl LockCore {
     let config = self.engine.config();
     let resources = options::resources(&resource).map_err(invalid_arg)?;
     let ttl_ms = options::ttl_argument(&ttl_ms, config.lock_ttl_ms).map_err(invalid_arg)?;
-    let retry = options::acquire_retry(&options, config.retry).map_err(invalid_arg)?;
+    let options = options::acquire_options(&options, config.retry).map_err(invalid_arg)?;
     let engine = self.engine.clone();
     self.spawn(&env, request, async move {
-      match engine.acquire(&resources, ttl_ms, retry).await {
+      match engine
+        .acquire(&resources, ttl_ms, options.retry, options.auto_extend)
+        .await
+      {
         Ok(lock) => Outcome::Acquired(lock),
         Err(error) => Outcome::Failed(error),
       }

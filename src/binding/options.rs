@@ -25,14 +25,18 @@ const LOCK_OPTIONS: &[&str] = &[
   "command_timeout_ms",
 ];
 
-const ACQUIRE_OPTIONS: &[&str] = &["retry_count", "retry_delay_ms", "retry_jitter_ms"];
+const ACQUIRE_OPTIONS: &[&str] = &[
+  "retry_count",
+  "retry_delay_ms",
+  "retry_jitter_ms",
+  "auto_extend",
+];
 
 /// Contract options that later versions add; named so a caller learns they
 /// are not there yet instead of seeing them ignored.
 const NOT_YET_SUPPORTED: &[&str] = &[
   "wait_ms",
   "signal",
-  "auto_extend",
   "fencing",
   "metadata",
   "restart_quarantine",
@@ -95,8 +99,15 @@ pub fn lock_config(raw: &Raw, env: EnvLookup) -> Result<LockConfig, String> {
   Ok(config)
 }
 
-/// The per-call options of `acquire`, over the instance's retry policy.
-pub fn acquire_retry(raw: &Raw, defaults: RetryPolicy) -> Result<RetryPolicy, String> {
+/// The per-call options of `acquire`.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct AcquireOptions {
+  pub retry: RetryPolicy,
+  pub auto_extend: bool,
+}
+
+/// Reads the per-call options of `acquire` over the instance's retry policy.
+pub fn acquire_options(raw: &Raw, defaults: RetryPolicy) -> Result<AcquireOptions, String> {
   let options = Options::read(raw, ACQUIRE_OPTIONS, "acquire options")?;
   let mut retry = defaults;
   if let Some((key, value)) = options.get("retry_count") {
@@ -108,7 +119,17 @@ pub fn acquire_retry(raw: &Raw, defaults: RetryPolicy) -> Result<RetryPolicy, St
   if let Some((key, value)) = options.get("retry_jitter_ms") {
     retry.jitter = Duration::from_millis(millis(key, value, 0)?);
   }
-  Ok(retry)
+  let auto_extend = match options.get("auto_extend") {
+    None => false,
+    Some((_, Raw::Bool(flag))) => *flag,
+    Some((key, other)) => {
+      return Err(invalid(
+        key,
+        format!("must be a boolean, got {}", other.describe()),
+      ))
+    }
+  };
+  Ok(AcquireOptions { retry, auto_extend })
 }
 
 /// One resource name, or a non-empty list of distinct ones.

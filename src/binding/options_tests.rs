@@ -71,7 +71,7 @@ fn unknown_keys_are_named_with_a_suggestion() {
   }
   let error = lock_config(&obj(&[("colour", Raw::Number(1.0))]), &no_env).unwrap_err();
   assert!(error.contains("known keys are"), "{error}");
-  let error = lock_config(&obj(&[("auto_extend", Raw::Bool(true))]), &no_env).unwrap_err();
+  let error = lock_config(&obj(&[("fencing", Raw::Bool(true))]), &no_env).unwrap_err();
   assert!(error.contains("not supported by this version"), "{error}");
 }
 
@@ -217,19 +217,27 @@ fn resources_and_ttl_arguments() {
 #[test]
 fn acquire_options_override_the_retry_policy() {
   let defaults = lock_config(&Raw::Undefined, &no_env).unwrap().retry;
-  let retry = acquire_retry(
+  let options = acquire_options(
     &obj(&[
       ("retryCount", Raw::Number(0.0)),
       ("retry_delay_ms", Raw::Number(5.0)),
+      ("auto_extend", Raw::Bool(true)),
     ]),
     defaults,
   )
   .unwrap();
-  assert_eq!(retry.retries, Retries::Limited(0));
-  assert_eq!(retry.delay, Duration::from_millis(5));
-  assert_eq!(retry.jitter, defaults.jitter);
-  assert!(acquire_retry(&obj(&[("lock_ttl_ms", Raw::Number(1.0))]), defaults).is_err());
-  assert!(acquire_retry(&s("x"), defaults).is_err());
+  assert_eq!(options.retry.retries, Retries::Limited(0));
+  assert_eq!(options.retry.delay, Duration::from_millis(5));
+  assert_eq!(options.retry.jitter, defaults.jitter);
+  assert!(options.auto_extend);
+  assert!(
+    !acquire_options(&Raw::Undefined, defaults)
+      .unwrap()
+      .auto_extend
+  );
+  assert!(acquire_options(&obj(&[("autoExtend", Raw::Number(1.0))]), defaults).is_err());
+  assert!(acquire_options(&obj(&[("lock_ttl_ms", Raw::Number(1.0))]), defaults).is_err());
+  assert!(acquire_options(&s("x"), defaults).is_err());
 }
 
 #[test]

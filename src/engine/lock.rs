@@ -14,6 +14,10 @@ use super::fanout::{acquire_vote, fan_out, script_vote, Reply};
 use super::quorum::{quorum_of, validity_ms, Verdict};
 use super::registry::{HeldLock, Registry};
 use super::scripts::Scripts;
+use super::watchdog::{next_extension, Schedule};
+
+/// How soon the watchdog tries again after an extension failed.
+const WATCHDOG_RETRY: Duration = Duration::from_millis(100);
 
 /// A lock this instance acquired, as the caller sees it.
 #[derive(Clone, Debug)]
@@ -45,11 +49,16 @@ impl Validity {
   }
 }
 
+/// Told the id of an auto-extended lock whose lease the watchdog lost.
+pub type LostSink = Box<dyn Fn(u64) + Send + Sync>;
+
 struct Inner {
   config: LockConfig,
   nodes: Vec<NodeClient>,
   scripts: Scripts,
   registry: Mutex<Registry>,
+  schedule: Arc<Schedule>,
+  on_lost: LostSink,
   closed: watch::Sender<bool>,
   in_flight: AtomicUsize,
   idle: Notify,
@@ -59,6 +68,12 @@ struct Inner {
 #[derive(Clone)]
 pub struct Engine {
   inner: Arc<Inner>,
+}
+
+impl Drop for Inner {
+  fn drop(&mut self) {
+    self.schedule.stop();
+  }
 }
 
 /// Counts an operation as in flight until dropped, so `close` can wait for it.
@@ -86,7 +101,7 @@ impl Drop for InFlight<'_> {
 impl Engine {
   /// Checks the configuration and prepares one client per node; nothing
   /// connects until the first command.
-  pub fn new(config: LockConfig) -> Result<Self, LockError> {
+  pub fn new(config: LockConfig, on_lost: LostSink) -> Result<Self, LockError> {
     config.validate().map_err(LockError::InvalidArg)?;
     let nodes = config
       .nodes
@@ -100,6 +115,8 @@ impl Engine {
         nodes,
         scripts: Scripts::default(),
         registry: Mutex::new(Registry::default()),
+        schedule: Arc::new(Schedule::default()),
+        on_lost,
         closed: watch::Sender::new(false),
         in_flight: AtomicUsize::new(0),
         idle: Notify::new(),
@@ -123,6 +140,7 @@ impl Engine {
     resources: &[String],
     ttl_ms: u64,
     retry: RetryPolicy,
+    auto_extend: bool,
   ) -> Result<Option<Acquired>, LockError> {
     let inner = &*self.inner;
     let _in_flight = InFlight::enter(inner)?;
@@ -145,15 +163,21 @@ impl Engine {
             keys: keys.clone(),
             value: value.clone(),
             ttl_ms,
+            valid_until: Instant::now() + Duration::from_millis(validity_ms),
             gone_at: start + Duration::from_millis(ttl_ms) + config.command_timeout,
           };
           return match inner.register(lock) {
-            Some(id) => Ok(Some(Acquired {
-              id,
-              value,
-              validity: Validity::from_now(validity_ms),
-              attempts,
-            })),
+            Some(id) => {
+              if auto_extend {
+                Inner::watch(&self.inner, id, validity_ms);
+              }
+              Ok(Some(Acquired {
+                id,
+                value,
+                validity: Validity::from_now(validity_ms),
+                attempts,
+              }))
+            }
             None => {
               inner.clean_up(&keys, &value, &votes.replies).await;
               Err(LockError::Closed)
@@ -187,30 +211,16 @@ impl Engine {
     let Some(lock) = held else {
       return Ok(None);
     };
-    let ttl_ms = ttl_ms.unwrap_or(lock.ttl_ms);
-    let request = Arc::new(inner.scripts.extend(&lock.keys, &lock.value, ttl_ms));
-    let start = Instant::now();
-    let timeout = inner
-      .config
-      .command_timeout
-      .min(Duration::from_millis(ttl_ms));
-    let votes = fan_out(&inner.nodes, &request, timeout, script_vote(1)).await;
-    let validity = match votes.verdict {
-      Verdict::Won => validity_ms(ttl_ms, start.elapsed(), inner.config.drift_factor),
-      _ => None,
-    };
-    let Some(ms) = validity else {
-      // The lease is lost: what is left of it on a minority would only
-      // stand in the next owner's way, so it goes now.
-      inner.registry().remove(id);
-      inner
-        .clean_up(&lock.keys, &lock.value, &votes.replies)
-        .await;
-      return Ok(None);
-    };
-    let gone_at = start + Duration::from_millis(ttl_ms) + inner.config.command_timeout;
-    inner.registry().extend(id, gone_at);
-    Ok(Some(Validity::from_now(ms)))
+    let (validity, replies) = inner
+      .try_extend(id, &lock, ttl_ms.unwrap_or(lock.ttl_ms))
+      .await;
+    match validity {
+      Some(ms) => Ok(Some(Validity::from_now(ms))),
+      None => {
+        inner.give_up(id, &lock, &replies).await;
+        Ok(None)
+      }
+    }
   }
 
   /// Deletes the lock wherever this owner still holds it; `true` when a
@@ -242,6 +252,7 @@ impl Engine {
 impl Inner {
   async fn shut_down(&self) {
     let inner = self;
+    inner.schedule.stop();
     let limit = inner.config.command_timeout;
     let _ = tokio::time::timeout(limit, async {
       loop {
@@ -259,6 +270,82 @@ impl Inner {
     for node in &inner.nodes {
       node.close();
     }
+  }
+
+  /// One extension to `ttl_ms` on every node that still holds the lock:
+  /// its new validity when a majority extended it in time, and the replies.
+  async fn try_extend(&self, id: u64, lock: &HeldLock, ttl_ms: u64) -> (Option<u64>, Vec<Reply>) {
+    let request = Arc::new(self.scripts.extend(&lock.keys, &lock.value, ttl_ms));
+    let start = Instant::now();
+    let timeout = self
+      .config
+      .command_timeout
+      .min(Duration::from_millis(ttl_ms));
+    let votes = fan_out(&self.nodes, &request, timeout, script_vote(1)).await;
+    let validity = match votes.verdict {
+      Verdict::Won => validity_ms(ttl_ms, start.elapsed(), self.config.drift_factor),
+      _ => None,
+    };
+    if let Some(ms) = validity {
+      let valid_until = Instant::now() + Duration::from_millis(ms);
+      let gone_at = start + Duration::from_millis(ttl_ms) + self.config.command_timeout;
+      self.registry().extend(id, valid_until, gone_at);
+    }
+    (validity, votes.replies)
+  }
+
+  /// The lease is lost: the lock leaves the registry, and what is left of it
+  /// on a minority goes now rather than stand in the next owner's way.
+  async fn give_up(&self, id: u64, lock: &HeldLock, replies: &[Reply]) {
+    self.registry().remove(id);
+    self.clean_up(&lock.keys, &lock.value, replies).await;
+  }
+
+  /// Puts lock `id` on the watchdog's schedule, starting the watchdog task
+  /// with the first lock. The task holds the instance weakly: a lock
+  /// instance dropped without `close` stops it too.
+  fn watch(this: &Arc<Inner>, id: u64, validity_ms: u64) {
+    if !this.schedule.add(id, next_extension(validity_ms)) {
+      return;
+    }
+    let schedule = this.schedule.clone();
+    let inner = Arc::downgrade(this);
+    tokio::spawn(async move {
+      while let Some(due) = schedule.next_due().await {
+        let Some(live) = inner.upgrade() else { return };
+        for id in due {
+          let live = live.clone();
+          tokio::spawn(async move { Inner::keep_alive(&live, id).await });
+        }
+      }
+    });
+  }
+
+  /// One watchdog extension of lock `id`. A failed one is tried again while
+  /// the lease is still valid; when none succeeds in time the lease is
+  /// lost and `on_lost` is told, unless the lock was released meanwhile.
+  async fn keep_alive(this: &Arc<Inner>, id: u64) {
+    if *this.closed.borrow() {
+      return;
+    }
+    let Some(lock) = this.registry().get(id) else {
+      return;
+    };
+    let (validity, replies) = this.try_extend(id, &lock, lock.ttl_ms).await;
+    if let Some(ms) = validity {
+      Inner::watch(this, id, ms);
+      return;
+    }
+    let Some(latest) = this.registry().get(id) else {
+      return;
+    };
+    let retry_at = Instant::now() + WATCHDOG_RETRY;
+    if retry_at + this.config.command_timeout < latest.valid_until {
+      this.schedule.add(id, retry_at.into());
+      return;
+    }
+    this.give_up(id, &latest, &replies).await;
+    (this.on_lost)(id);
   }
 
   /// Removes this attempt's keys wherever they may have been written: nodes

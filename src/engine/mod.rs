@@ -3,7 +3,8 @@
 //! `config` holds every default, `node` parses node addresses, `quorum` the
 //! pure arithmetic, `connection` one multiplexed connection per node,
 //! `scripts` the commands and Lua scripts, `fanout` one command to every
-//! node decided at quorum, `registry` the locks held, `lock` the
+//! node decided at quorum, `registry` the locks held, `watchdog` the
+//! schedule of auto-extended leases, `lock` the
 //! orchestration, and `error` the error codes. It is tested with `cargo test`
 //! alone.
 
@@ -16,3 +17,4 @@ pub mod node;
 pub mod quorum;
 pub mod registry;
 pub mod scripts;
+pub mod watchdog;

@@ -2,14 +2,21 @@
 //! handle can be checked, and `close` can release what is still held.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
+
+/// Ids are unique in the process, not only per lock instance, so that an
+/// event about a lock names it without its instance.
+static NEXT_ID: AtomicU64 = AtomicU64::new(1);
 
 #[derive(Clone)]
 pub struct HeldLock {
   pub keys: Arc<[String]>,
   pub value: Arc<str>,
   pub ttl_ms: u64,
+  /// When the guaranteed validity ends.
+  pub valid_until: Instant,
   /// When every node's key has expired, past any clock drift.
   pub gone_at: Instant,
 }
@@ -17,7 +24,6 @@ pub struct HeldLock {
 #[derive(Default)]
 pub struct Registry {
   locks: HashMap<u64, HeldLock>,
-  next_id: u64,
   /// The size at which expired entries are swept next, so that handles a
   /// caller dropped without releasing cost nothing once their keys expired.
   sweep_at: usize,
@@ -38,9 +44,9 @@ impl Registry {
       self.locks.retain(|_, held| held.gone_at > now);
       self.sweep_at = (self.locks.len() * 2).max(MIN_SWEEP);
     }
-    self.next_id += 1;
-    self.locks.insert(self.next_id, lock);
-    Some(self.next_id)
+    let id = NEXT_ID.fetch_add(1, Ordering::Relaxed);
+    self.locks.insert(id, lock);
+    Some(id)
   }
 
   pub fn get(&self, id: u64) -> Option<HeldLock> {
@@ -51,9 +57,11 @@ impl Registry {
     self.locks.remove(&id)
   }
 
-  /// Moves the time the lock's keys are gone to `gone_at`, if later.
-  pub fn extend(&mut self, id: u64, gone_at: Instant) {
+  /// Records a successful extension: the new end of the validity, and the
+  /// time the keys are gone, if later.
+  pub fn extend(&mut self, id: u64, valid_until: Instant, gone_at: Instant) {
     if let Some(held) = self.locks.get_mut(&id) {
+      held.valid_until = held.valid_until.max(valid_until);
       held.gone_at = held.gone_at.max(gone_at);
     }
   }
@@ -75,6 +83,7 @@ mod tests {
       keys: Arc::from(vec!["k".to_string()]),
       value: Arc::from("v"),
       ttl_ms: 1,
+      valid_until: gone_at,
       gone_at,
     }
   }

@@ -1,0 +1,118 @@
+//! The schedule of the native watchdog: when each auto-extended lease is
+//! due for its next extension. One task per lock instance sleeps until the
+//! earliest one, so ten thousand leases cost one timer, not ten thousand.
+
+use std::cmp::Reverse;
+use std::collections::BinaryHeap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Mutex;
+use std::time::Duration;
+
+use tokio::sync::Notify;
+use tokio::time::Instant;
+
+#[derive(Default)]
+pub struct Schedule {
+  due: Mutex<BinaryHeap<Reverse<(Instant, u64)>>>,
+  changed: Notify,
+  running: AtomicBool,
+  stopped: AtomicBool,
+}
+
+impl Schedule {
+  /// Schedules lock `id` for extension at `at`. `true` the first time, when
+  /// the caller must start the task that serves the schedule.
+  pub fn add(&self, id: u64, at: Instant) -> bool {
+    self.lock().push(Reverse((at, id)));
+    self.changed.notify_one();
+    !self.running.swap(true, Ordering::SeqCst)
+  }
+
+  /// Ends the task that serves the schedule.
+  pub fn stop(&self) {
+    self.stopped.store(true, Ordering::SeqCst);
+    self.changed.notify_one();
+  }
+
+  /// Waits until at least one lease is due or the schedule stops; returns
+  /// the due ids, or `None` once stopped.
+  pub async fn next_due(&self) -> Option<Vec<u64>> {
+    loop {
+      let changed = self.changed.notified();
+      if self.stopped.load(Ordering::SeqCst) {
+        return None;
+      }
+      let now = Instant::now();
+      let next = {
+        let mut due = self.lock();
+        let mut ready = Vec::new();
+        while let Some(Reverse((at, id))) = due.peek().copied() {
+          if at > now {
+            break;
+          }
+          due.pop();
+          ready.push(id);
+        }
+        if !ready.is_empty() {
+          return Some(ready);
+        }
+        due.peek().map(|Reverse((at, _))| *at)
+      };
+      match next {
+        Some(at) => {
+          tokio::select! {
+            () = tokio::time::sleep_until(at) => {}
+            () = changed => {}
+          }
+        }
+        None => changed.await,
+      }
+    }
+  }
+
+  fn lock(&self) -> std::sync::MutexGuard<'_, BinaryHeap<Reverse<(Instant, u64)>>> {
+    self.due.lock().unwrap_or_else(|e| e.into_inner())
+  }
+}
+
+/// When to extend a lease next: between a third and a half of its validity
+/// from now, spread so that leases taken together are not extended in
+/// lock-step.
+pub fn next_extension(validity_ms: u64) -> Instant {
+  let third = validity_ms / 3;
+  let spread = validity_ms / 6;
+  let jitter = if spread == 0 {
+    0
+  } else {
+    rand::random_range(0..=spread)
+  };
+  Instant::now() + Duration::from_millis(third + jitter)
+}
+
+#[cfg(test)]
+mod tests {
+  use super::*;
+
+  #[test]
+  fn extensions_fall_between_a_third_and_a_half_of_the_validity() {
+    for _ in 0..1000 {
+      let before = Instant::now();
+      let at = next_extension(3000);
+      let after = Instant::now();
+      assert!(at >= before + Duration::from_millis(1000));
+      assert!(at <= after + Duration::from_millis(1500));
+    }
+  }
+
+  #[tokio::test(flavor = "current_thread", start_paused = true)]
+  async fn due_leases_come_in_time_order_and_stop_ends_the_wait() {
+    let schedule = Schedule::default();
+    let now = Instant::now();
+    assert!(schedule.add(2, now + Duration::from_millis(200)));
+    assert!(!schedule.add(1, now + Duration::from_millis(100)));
+    assert_eq!(schedule.next_due().await, Some(vec![1]));
+    assert_eq!(schedule.next_due().await, Some(vec![2]));
+    schedule.stop();
+    assert_eq!(schedule.next_due().await, None);
+  }
+}
