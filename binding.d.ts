@@ -24,8 +24,6 @@ export declare class LockCore {
    * are released and connections closed.
    */
   close(request: number): void
-  /** The TTL `acquire` uses when none is given. */
-  get lockTtlMs(): number
 }
 
 /** A node of the quorum as the lock resolves it from options and environment. */

@@ -169,12 +169,6 @@ impl LockCore {
     });
   }
 
-  /// The TTL `acquire` uses when none is given.
-  #[napi(getter)]
-  pub fn lock_ttl_ms(&self) -> u32 {
-    self.engine.config().lock_ttl_ms as u32
-  }
-
   fn check_open(&self) -> Result<()> {
     if self.engine.is_closed() {
       return Err(from_engine(crate::engine::error::LockError::Closed));

@@ -32,13 +32,6 @@ impl LockError {
       LockError::QuorumUnavailable { .. } => "ERR_QUORUM_UNAVAILABLE",
     }
   }
-
-  pub fn node_errors(&self) -> &[NodeError] {
-    match self {
-      LockError::QuorumUnavailable { node_errors, .. } => node_errors,
-      _ => &[],
-    }
-  }
 }
 
 impl fmt::Display for LockError {
