@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict'
 import { spawn, spawnSync, type SpawnSyncReturns } from 'node:child_process'
 import { once } from 'node:events'
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs'
+import { mkdtempSync, readFileSync, rmSync, symlinkSync } from 'node:fs'
 import os from 'node:os'
 import path from 'node:path'
 import { after, before, describe, test } from 'node:test'
@@ -160,6 +160,20 @@ describe('the local fallback of redis:start and the health check', () => {
     assert.equal(await ping(ports[0]), false, 'its node stopped')
     assert.equal(await ping(foreign.port), true, 'the foreign node still runs')
     assert.match(stopped.stdout, new RegExp(`${foreign.port}: not started by this tool: left alone`), `stdout: ${stopped.stdout}\nstderr: ${stopped.stderr}`)
+  })
+
+  test('redis:start says how to install Redis when neither Docker nor redis-server is there', () => {
+    // A PATH with nothing but node on it.
+    const bin = mkdtempSync(path.join(os.tmpdir(), 'rql-bin-'))
+    symlinkSync(process.execPath, path.join(bin, 'node'))
+    try {
+      const run = runTs('infra/redis-cluster.ts', ['start'], { ...env, PATH: bin })
+      assert.equal(run.status, 1)
+      assert.match(run.stderr, /Neither a Docker engine nor redis-server is available/)
+      assert.match(run.stderr, /apt-get install -y redis-server/)
+    } finally {
+      rmSync(bin, { recursive: true, force: true })
+    }
   })
 
   test('the health check never prints a password', async () => {

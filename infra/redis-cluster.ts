@@ -74,6 +74,11 @@ function nodeDir(port: number): string {
   return path.join(STATE, String(port))
 }
 
+/**
+ * The pid of the node this tool started on `port`, while that process runs.
+ * A pid file outlives its process and pids are reused, so on Linux the
+ * process must also be a redis-server on that port before it is signalled.
+ */
 function pidOf(port: number): number | null {
   const file = path.join(nodeDir(port), 'redis.pid')
   if (!existsSync(file)) return null
@@ -81,10 +86,15 @@ function pidOf(port: number): number | null {
   if (!Number.isInteger(pid) || pid <= 0) return null
   try {
     process.kill(pid, 0)
-    return pid
   } catch {
     return null
   }
+  const cmdline = `/proc/${pid}/cmdline`
+  if (existsSync('/proc/self/cmdline')) {
+    const command = existsSync(cmdline) ? readFileSync(cmdline, 'utf8') : ''
+    if (!command.includes('redis-server') || !command.includes(`:${port}`)) return null
+  }
+  return pid
 }
 
 function composeEnv(ports: number[]): NodeJS.ProcessEnv {
