@@ -74,6 +74,14 @@ function invalidArg(message) {
   return lockError('ERR_INVALID_ARG', message)
 }
 
+/** `options` with auto_extend on, in whichever spelling; anything but an object is left for acquire to reject. */
+function withAutoExtend(options) {
+  if (options === undefined) return { auto_extend: true }
+  if (options === null || typeof options !== 'object') return options
+  const { auto_extend: _snake, autoExtend: _camel, ...rest } = options
+  return { ...rest, auto_extend: true }
+}
+
 let handleOwner
 let handleId
 let setValidity
@@ -174,8 +182,7 @@ class DistributedLock {
       throw invalidArg(`using() needs a routine as its last argument, got ${routine === null ? 'null' : typeof routine}`)
     }
     const [ttlMs, options] = args
-    const { auto_extend: _, autoExtend: __, ...rest } = options ?? {}
-    const handle = await this.acquire(resource, ttlMs, { ...rest, auto_extend: true })
+    const handle = await this.acquire(resource, ttlMs, withAutoExtend(options))
     if (handle === null) {
       throw lockError('ERR_LOCK_NOT_ACQUIRED', `could not acquire ${JSON.stringify(resource)}: another owner holds it`)
     }
