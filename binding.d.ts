@@ -16,7 +16,13 @@ export declare class LockCore {
    * finished calls in batches.
    */
   constructor(options: unknown, deliver: (batch: unknown[]) => void)
-  acquire(request: number, resource: unknown, ttlMs: unknown, options: unknown): void
+  /** With `cancellable`, `abort(request)` ends the call's waits. */
+  acquire(request: number, resource: unknown, ttlMs: unknown, options: unknown, cancellable: boolean): void
+  /**
+   * Ends the waits of a cancellable acquire; it fails with `ABORT_ERR`, or,
+   * if it won meanwhile, resolves and the caller releases the lock.
+   */
+  abort(request: number): void
   extend(request: number, lock: number, ttlMs: unknown): void
   release(request: number, lock: number): void
   /**

@@ -131,6 +131,18 @@ export interface AcquireOptions {
   auto_extend?: boolean
   /** camelCase spelling of {@link AcquireOptions.auto_extend}. */
   autoExtend?: boolean
+  /**
+   * Keep trying for up to this many ms while the resource is held: woken at
+   * once when the holder releases (a release notification on each node) or
+   * when the holder's lease runs out, whichever is first; `null` when the
+   * wait runs out. Retries are unlimited within the wait unless
+   * `retry_count` is given too.
+   */
+  wait_ms?: number
+  /** camelCase spelling of {@link AcquireOptions.wait_ms}. */
+  waitMs?: number
+  /** Aborts the call: it rejects at once with code `ABORT_ERR`, and leaves no subscription behind. */
+  signal?: AbortSignal
 }
 
 /** A lock this process holds, as returned by {@link DistributedLock.acquire}. */
@@ -172,6 +184,7 @@ export type LockErrorCode =
   | 'ERR_QUORUM_UNAVAILABLE'
   | 'ERR_LOCK_NOT_ACQUIRED'
   | 'ERR_LOCK_LOST'
+  | 'ABORT_ERR'
 
 /** One node's failure in an `ERR_QUORUM_UNAVAILABLE` error. */
 export interface NodeError {

@@ -39,6 +39,17 @@ function deliver(batch) {
     const request = pending.get(batch[i])
     if (request === undefined) continue
     pending.delete(batch[i])
+    if (request.aborted) {
+      // The caller gave up waiting; a lock won meanwhile is nobody's.
+      if (kind === ACQUIRED) {
+        try {
+          request.core.release(nextRequest(), batch[i + 2])
+        } catch {
+          // closed meanwhile: close released it
+        }
+      }
+      continue
+    }
     if (kind === FAILED) {
       request.reject(batch[i + 6])
     } else if (kind === ACQUIRED) {
@@ -72,6 +83,13 @@ function lockError(code, message) {
 
 function invalidArg(message) {
   return lockError('ERR_INVALID_ARG', message)
+}
+
+function abortError(signal) {
+  const error = lockError('ABORT_ERR', 'the wait for the lock was aborted')
+  error.name = 'AbortError'
+  error.cause = signal.reason
+  return error
 }
 
 /** `options` with auto_extend on, in whichever spelling; anything but an object is left for acquire to reject. */
@@ -163,16 +181,40 @@ class DistributedLock {
   }
 
   acquire(resource, ttlMs, options) {
+    let signal
+    if (options !== null && typeof options === 'object' && options.signal !== undefined) {
+      ;({ signal, ...options } = options)
+      if (!(signal instanceof AbortSignal)) {
+        return Promise.reject(invalidArg(`invalid option 'signal': must be an AbortSignal, got ${typeof signal}`))
+      }
+      if (signal.aborted) return Promise.reject(abortError(signal))
+    }
     const request = nextRequest()
     try {
-      this.#core.acquire(request, resource, ttlMs, options)
+      this.#core.acquire(request, resource, ttlMs, options, signal !== undefined)
     } catch (error) {
       return Promise.reject(error)
     }
     const resources = typeof resource === 'string' ? [resource] : Array.from(resource)
     const watch = options != null && (options.auto_extend === true || options.autoExtend === true)
     return new Promise((resolve, reject) => {
-      pending.set(request, { resolve, reject, lock: this, resources, handle: null, watch })
+      const entry = { resolve, reject, lock: this, resources, handle: null, watch, core: this.#core, aborted: false }
+      pending.set(request, entry)
+      if (signal === undefined) return
+      const onAbort = () => {
+        entry.aborted = true
+        this.#core.abort(request)
+        reject(abortError(signal))
+      }
+      signal.addEventListener('abort', onAbort, { once: true })
+      entry.resolve = (handle) => {
+        signal.removeEventListener('abort', onAbort)
+        resolve(handle)
+      }
+      entry.reject = (error) => {
+        signal.removeEventListener('abort', onAbort)
+        reject(error)
+      }
     })
   }
 

@@ -192,7 +192,7 @@ async function main(): Promise<void> {
     `- Node ${process.version}, ${redisVersion}, three local nodes (five for the 5-node column), ${ROUNDS} interleaved round(s), order rotated each round`,
     `- libraries: redlock ${versions('redlock')}, @sesamecare-oss/redlock ${versions('@sesamecare-oss/redlock')}, redlock-universal ${versions('redlock-universal')}, redis-semaphore ${versions('redis-semaphore')}, ioredis ${versions('ioredis')}`,
     '- each library runs W1, W2 and W4 in a fresh process; medians over rounds, with the range of the rounds in parentheses',
-    '- W3: peers and this library retry every 50 ms without jitter',
+    '- W3: the peers retry every 50 ms without jitter; this library waits with `wait_ms`, woken by the release',
   ]
   const svg = renderChart(NAMES_RUN.map((name) => ({
     label: LABELS[name],

@@ -17,6 +17,8 @@ export interface RetryPolicy {
   /** Attempts after the first; -1 for no limit. */
   retries: number
   delayMs: number
+  /** Wait this long, woken by the release, where the library can (this one only). */
+  waitMs?: number
 }
 
 export interface Contender {
@@ -58,7 +60,7 @@ export const FACTORIES: Record<Name, ContenderFactory> = {
     })
     return {
       async acquire(key, ttlMs) {
-        const handle = await lock.acquire(key, ttlMs)
+        const handle = await lock.acquire(key, ttlMs, retry.waitMs === undefined ? undefined : { wait_ms: retry.waitMs })
         return handle && (() => lock.release(handle))
       },
       close: () => lock.close(),

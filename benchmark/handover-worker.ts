@@ -14,7 +14,8 @@ interface Config {
 }
 
 const config = JSON.parse(process.argv[2]) as Config
-const contender = FACTORIES[config.name](config.addresses, { retries: -1, delayMs: 50 })
+// Peers poll every 50 ms; this library waits for the release notification.
+const contender = FACTORIES[config.name](config.addresses, { retries: -1, delayMs: 50, waitMs: 60_000 })
 let stopped = false
 let otherAcquired: (() => void) | null = null
 let releasedAt = 0n

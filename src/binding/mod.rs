@@ -9,7 +9,8 @@ mod node_options;
 mod options;
 mod raw;
 
-use std::sync::OnceLock;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, OnceLock};
 
 use napi::bindgen_prelude::{Function, Unknown};
 use napi::Env;
@@ -78,6 +79,8 @@ pub fn resolve_nodes(options: Raw) -> Result<Vec<ResolvedNode>> {
 pub struct LockCore {
   engine: Engine,
   completions: Completions,
+  /// The abort switches of cancellable acquires in flight, by request id.
+  aborts: Arc<Mutex<HashMap<u32, tokio::sync::watch::Sender<bool>>>>,
 }
 
 #[napi]
@@ -98,10 +101,14 @@ impl LockCore {
     Ok(LockCore {
       engine,
       completions,
+      aborts: Arc::default(),
     })
   }
 
-  #[napi(ts_args_type = "request: number, resource: unknown, ttlMs: unknown, options: unknown")]
+  /// With `cancellable`, `abort(request)` ends the call's waits.
+  #[napi(
+    ts_args_type = "request: number, resource: unknown, ttlMs: unknown, options: unknown, cancellable: boolean"
+  )]
   pub fn acquire(
     &self,
     env: Env,
@@ -109,23 +116,43 @@ impl LockCore {
     resource: Raw,
     ttl_ms: Raw,
     options: Raw,
+    cancellable: bool,
   ) -> Result<()> {
     self.check_open()?;
     let config = self.engine.config();
     let resources = options::resources(&resource).map_err(invalid_arg)?;
     let ttl_ms = options::ttl_argument(&ttl_ms, config.lock_ttl_ms).map_err(invalid_arg)?;
     let options = options::acquire_options(&options, config.retry).map_err(invalid_arg)?;
+    let cancel = cancellable.then(|| {
+      let (abort, cancel) = tokio::sync::watch::channel(false);
+      self.aborts().insert(request, abort);
+      cancel
+    });
     let engine = self.engine.clone();
+    let aborts = self.aborts.clone();
     self.spawn(&env, request, async move {
-      match engine
-        .acquire(&resources, ttl_ms, options.retry, options.auto_extend)
-        .await
-      {
+      let outcome = engine.acquire(&resources, ttl_ms, options, cancel).await;
+      if cancellable {
+        aborts
+          .lock()
+          .unwrap_or_else(|e| e.into_inner())
+          .remove(&request);
+      }
+      match outcome {
         Ok(lock) => Outcome::Acquired(lock),
         Err(error) => Outcome::Failed(error),
       }
     });
     Ok(())
+  }
+
+  /// Ends the waits of a cancellable acquire; it fails with `ABORT_ERR`, or,
+  /// if it won meanwhile, resolves and the caller releases the lock.
+  #[napi]
+  pub fn abort(&self, request: u32) {
+    if let Some(abort) = self.aborts().remove(&request) {
+      let _ = abort.send(true);
+    }
   }
 
   #[napi(ts_args_type = "request: number, lock: number, ttlMs: unknown")]
@@ -167,6 +194,10 @@ impl LockCore {
       closing.await;
       Outcome::Closed
     });
+  }
+
+  fn aborts(&self) -> std::sync::MutexGuard<'_, HashMap<u32, tokio::sync::watch::Sender<bool>>> {
+    self.aborts.lock().unwrap_or_else(|e| e.into_inner())
   }
 
   fn check_open(&self) -> Result<()> {

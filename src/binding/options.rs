@@ -7,7 +7,9 @@ use std::time::Duration;
 
 use super::node_options::{nodes_from_env, nodes_from_option};
 use super::raw::Raw;
-use crate::engine::config::{self, LockConfig, Retries, RetryPolicy, MAX_DELAY_MS};
+use crate::engine::config::{
+  self, AcquireOptions, LockConfig, Retries, RetryPolicy, MAX_DELAY_MS, MAX_TTL_MS,
+};
 use crate::engine::node::printable;
 
 /// Reads one environment variable; tests pass their own.
@@ -30,18 +32,12 @@ const ACQUIRE_OPTIONS: &[&str] = &[
   "retry_delay_ms",
   "retry_jitter_ms",
   "auto_extend",
+  "wait_ms",
 ];
 
 /// Contract options that later versions add; named so a caller learns they
 /// are not there yet instead of seeing them ignored.
-const NOT_YET_SUPPORTED: &[&str] = &[
-  "wait_ms",
-  "signal",
-  "fencing",
-  "metadata",
-  "restart_quarantine",
-  "max_ttl_ms",
-];
+const NOT_YET_SUPPORTED: &[&str] = &["fencing", "metadata", "restart_quarantine", "max_ttl_ms"];
 
 /// The options a `DistributedLock` is constructed with.
 pub fn lock_config(raw: &Raw, env: EnvLookup) -> Result<LockConfig, String> {
@@ -99,13 +95,6 @@ pub fn lock_config(raw: &Raw, env: EnvLookup) -> Result<LockConfig, String> {
   Ok(config)
 }
 
-/// The per-call options of `acquire`.
-#[derive(Clone, Copy, Debug, PartialEq)]
-pub struct AcquireOptions {
-  pub retry: RetryPolicy,
-  pub auto_extend: bool,
-}
-
 /// Reads the per-call options of `acquire` over the instance's retry policy.
 pub fn acquire_options(raw: &Raw, defaults: RetryPolicy) -> Result<AcquireOptions, String> {
   let options = Options::read(raw, ACQUIRE_OPTIONS, "acquire options")?;
@@ -129,7 +118,24 @@ pub fn acquire_options(raw: &Raw, defaults: RetryPolicy) -> Result<AcquireOption
       ))
     }
   };
-  Ok(AcquireOptions { retry, auto_extend })
+  let wait = match options.get("wait_ms") {
+    None => None,
+    Some((key, value)) => {
+      let ms =
+        config::check_integer(number(key, value)?, 0, MAX_TTL_MS).map_err(|e| invalid(key, e))?;
+      Some(Duration::from_millis(ms))
+    }
+  };
+  // Waiting means trying until the wait is over, unless the call limits
+  // its attempts too.
+  if wait.is_some() && options.get("retry_count").is_none() {
+    retry.retries = Retries::Unlimited;
+  }
+  Ok(AcquireOptions {
+    retry,
+    auto_extend,
+    wait,
+  })
 }
 
 /// One resource name, or a non-empty list of distinct ones.

@@ -53,6 +53,15 @@ pub struct RetryPolicy {
   pub jitter: Duration,
 }
 
+/// What one acquire asks for beyond its resources and TTL.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct AcquireOptions {
+  pub retry: RetryPolicy,
+  pub auto_extend: bool,
+  /// Keep trying this long, woken as soon as the holder releases.
+  pub wait: Option<Duration>,
+}
+
 #[derive(Clone, Debug)]
 pub struct LockConfig {
   pub nodes: Vec<NodeConfig>,

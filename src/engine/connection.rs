@@ -91,6 +91,19 @@ impl NodeClient {
     })
   }
 
+  /// A new subscription connection to this node, for release notifications.
+  pub async fn subscribe_connection(&self) -> Result<redis::aio::PubSub, String> {
+    let shared = &self.shared;
+    match tokio::time::timeout(shared.connect_timeout, shared.client.get_async_pubsub()).await {
+      Ok(Ok(pubsub)) => Ok(pubsub),
+      Ok(Err(error)) => Err(shared.node.redact(&describe(&error))),
+      Err(_) => Err(format!(
+        "connect timed out after {} ms",
+        shared.connect_timeout.as_millis()
+      )),
+    }
+  }
+
   pub fn is_connected(&self) -> bool {
     matches!(*self.shared.state.borrow(), ConnState::Ready(..))
   }

@@ -16,6 +16,8 @@ pub enum LockError {
   InvalidArg(String),
   /// The lock instance was closed before or during the call.
   Closed,
+  /// The caller aborted the wait.
+  Aborted,
   /// Fewer than a majority of nodes answered the last attempt.
   QuorumUnavailable {
     quorum: usize,
@@ -29,6 +31,7 @@ impl LockError {
     match self {
       LockError::InvalidArg(_) => "ERR_INVALID_ARG",
       LockError::Closed => "ERR_LOCK_CLOSED",
+      LockError::Aborted => "ABORT_ERR",
       LockError::QuorumUnavailable { .. } => "ERR_QUORUM_UNAVAILABLE",
     }
   }
@@ -39,6 +42,7 @@ impl fmt::Display for LockError {
     match self {
       LockError::InvalidArg(message) => f.write_str(message),
       LockError::Closed => f.write_str("the lock was closed: create a new DistributedLock"),
+      LockError::Aborted => f.write_str("the wait for the lock was aborted"),
       LockError::QuorumUnavailable {
         quorum,
         nodes,

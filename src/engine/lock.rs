@@ -7,13 +7,14 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::{watch, Notify};
 
-use super::config::{LockConfig, Retries, RetryPolicy};
+use super::config::{AcquireOptions, LockConfig, Retries, RetryPolicy};
 use super::connection::NodeClient;
 use super::error::{LockError, NodeError};
 use super::fanout::{acquire_vote, fan_out, script_vote, Reply};
 use super::quorum::{quorum_of, validity_ms, Verdict};
 use super::registry::{HeldLock, Registry};
-use super::scripts::Scripts;
+use super::scripts::{Request, Scripts};
+use super::waiters::{Waiters, Waiting};
 use super::watchdog::{next_extension, Schedule};
 
 /// How soon the watchdog tries again after an extension failed.
@@ -58,6 +59,7 @@ struct Inner {
   scripts: Scripts,
   registry: Mutex<Registry>,
   schedule: Arc<Schedule>,
+  waiters: Waiters,
   on_lost: LostSink,
   closed: watch::Sender<bool>,
   in_flight: AtomicUsize,
@@ -109,6 +111,7 @@ impl Engine {
       .map(|node| NodeClient::new(node.clone(), config.connect_timeout))
       .collect::<Result<Vec<_>, _>>()
       .map_err(LockError::InvalidArg)?;
+    let waiters = Waiters::new(&nodes);
     Ok(Engine {
       inner: Arc::new(Inner {
         config,
@@ -116,6 +119,7 @@ impl Engine {
         scripts: Scripts::default(),
         registry: Mutex::new(Registry::default()),
         schedule: Arc::new(Schedule::default()),
+        waiters,
         on_lost,
         closed: watch::Sender::new(false),
         in_flight: AtomicUsize::new(0),
@@ -139,8 +143,8 @@ impl Engine {
     &self,
     resources: &[String],
     ttl_ms: u64,
-    retry: RetryPolicy,
-    auto_extend: bool,
+    options: AcquireOptions,
+    cancel: Option<watch::Receiver<bool>>,
   ) -> Result<Option<Acquired>, LockError> {
     let inner = &*self.inner;
     let _in_flight = InFlight::enter(inner)?;
@@ -152,12 +156,23 @@ impl Engine {
     let value: Arc<str> = uuid::Uuid::new_v4().to_string().into();
     let request = Arc::new(inner.scripts.acquire(&keys, &value, ttl_ms));
     let attempt_timeout = config.command_timeout.min(Duration::from_millis(ttl_ms));
+    let deadline = options.wait.map(|wait| Instant::now() + wait);
+    // Subscribed before the first attempt, so no release between a refused
+    // attempt and the wait goes unnoticed.
+    let waiting = match deadline {
+      Some(_) => Some(inner.waiters.join(&keys).await),
+      None => None,
+    };
+    let aborted = || cancel.as_ref().is_some_and(|cancel| *cancel.borrow());
     let mut attempts: u32 = 0;
     loop {
+      if aborted() {
+        return Err(LockError::Aborted);
+      }
       attempts += 1;
       let start = Instant::now();
       let votes = fan_out(&inner.nodes, &request, attempt_timeout, acquire_vote).await;
-      if votes.verdict == Verdict::Won {
+      if votes.verdict == Verdict::Won && !aborted() {
         if let Some(validity_ms) = validity_ms(ttl_ms, start.elapsed(), config.drift_factor) {
           let lock = HeldLock {
             keys: keys.clone(),
@@ -168,7 +183,7 @@ impl Engine {
           };
           return match inner.register(lock) {
             Some(id) => {
-              if auto_extend {
+              if options.auto_extend {
                 Inner::watch(&self.inner, id, validity_ms);
               }
               Ok(Some(Acquired {
@@ -186,17 +201,26 @@ impl Engine {
         }
       }
       inner.clean_up(&keys, &value, &votes.replies).await;
-      let retries_left = match retry.retries {
+      let retries_left = match options.retry.retries {
         Retries::Unlimited => true,
         Retries::Limited(retries) => attempts <= retries,
       };
-      if !retries_left {
+      let time_left = deadline.is_none_or(|deadline| Instant::now() < deadline);
+      if !retries_left || !time_left || aborted() {
         return match votes.verdict {
+          _ if aborted() => Err(LockError::Aborted),
           Verdict::Unavailable => Err(inner.unavailable(&votes.replies)),
           _ => Ok(None),
         };
       }
-      inner.pause(retry).await?;
+      match (&waiting, deadline, votes.verdict) {
+        (Some(waiting), Some(deadline), Verdict::Held) => {
+          inner
+            .wait_for_release(waiting, &keys[0], deadline, cancel.clone())
+            .await?
+        }
+        _ => inner.pause(options.retry, cancel.clone()).await?,
+      }
     }
   }
 
@@ -391,18 +415,93 @@ impl Inner {
     votes.verdict == Verdict::Won
   }
 
-  /// Waits the retry delay plus jitter, or fails at once when closed.
-  async fn pause(&self, retry: RetryPolicy) -> Result<(), LockError> {
+  /// Waits the retry delay plus jitter; fails at once when closed or aborted.
+  async fn pause(
+    &self,
+    retry: RetryPolicy,
+    cancel: Option<watch::Receiver<bool>>,
+  ) -> Result<(), LockError> {
     let jitter_ms = retry.jitter.as_millis() as u64;
     let extra = if jitter_ms == 0 {
       0
     } else {
       rand::random_range(0..=jitter_ms)
     };
+    self
+      .interruptible(
+        tokio::time::sleep(retry.delay + Duration::from_millis(extra)),
+        cancel,
+      )
+      .await
+  }
+
+  /// Waits until a holder of `key` releases, its lease runs out, or the
+  /// deadline passes, whichever is first.
+  async fn wait_for_release(
+    &self,
+    waiting: &Waiting,
+    key: &str,
+    deadline: Instant,
+    cancel: Option<watch::Receiver<bool>>,
+  ) -> Result<(), LockError> {
+    let holder_left = self.holder_ttl(key).await;
+    let until = deadline.min(Instant::now() + holder_left);
+    let woken = async {
+      tokio::select! {
+        () = tokio::time::sleep_until(until.into()) => {}
+        () = waiting.released() => {}
+      }
+    };
+    self.interruptible(woken, cancel).await
+  }
+
+  /// How long until a majority of `key`'s copies expire: the quorum-th
+  /// smallest remaining TTL across the nodes (a node without the key, or
+  /// silent, counts as zero). Half a second when no node answers.
+  async fn holder_ttl(&self, key: &str) -> Duration {
+    let mut cmd = redis::cmd("PTTL");
+    cmd.arg(key);
+    let request = Request { cmd, script: None };
+    let replies = futures_util::future::join_all(
+      self
+        .nodes
+        .iter()
+        .map(|node| tokio::time::timeout(self.config.command_timeout, node.query(&request))),
+    )
+    .await;
+    let mut left: Vec<u64> = replies
+      .into_iter()
+      .map(|reply| match reply {
+        Ok(Ok(redis::Value::Int(ms))) if ms > 0 => ms as u64,
+        _ => 0,
+      })
+      .collect();
+    if left.iter().all(|ms| *ms == 0) {
+      return Duration::from_millis(500);
+    }
+    left.sort_unstable();
+    Duration::from_millis(left[quorum_of(left.len()) - 1] + 1)
+  }
+
+  /// Runs `wait`, unless the instance closes or the caller aborts first.
+  async fn interruptible(
+    &self,
+    wait: impl std::future::Future<Output = ()>,
+    cancel: Option<watch::Receiver<bool>>,
+  ) -> Result<(), LockError> {
     let mut closed = self.closed.subscribe();
+    let aborted = async move {
+      match cancel {
+        Some(mut cancel) => {
+          let _ = cancel.wait_for(|aborted| *aborted).await;
+        }
+        None => std::future::pending().await,
+      }
+    };
     tokio::select! {
-      () = tokio::time::sleep(retry.delay + Duration::from_millis(extra)) => Ok(()),
+      () = wait => Ok(()),
       _ = closed.wait_for(|closed| *closed) => Err(LockError::Closed),
+      () = aborted => Err(LockError::Aborted),
     }
   }
 

@@ -4,7 +4,8 @@
 //! pure arithmetic, `connection` one multiplexed connection per node,
 //! `scripts` the commands and Lua scripts, `fanout` one command to every
 //! node decided at quorum, `registry` the locks held, `watchdog` the
-//! schedule of auto-extended leases, `lock` the
+//! schedule of auto-extended leases, `waiters` the release notifications,
+//! `lock` the
 //! orchestration, and `error` the error codes. It is tested with `cargo test`
 //! alone.
 
@@ -17,4 +18,5 @@ pub mod node;
 pub mod quorum;
 pub mod registry;
 pub mod scripts;
+pub mod waiters;
 pub mod watchdog;
