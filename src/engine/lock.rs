@@ -153,16 +153,9 @@ impl Engine {
       .iter()
       .map(|resource| format!("{}{resource}", config.key_prefix))
       .collect();
-    let value: Arc<str> = uuid::Uuid::new_v4().to_string().into();
-    let request = Arc::new(inner.scripts.acquire(&keys, &value, ttl_ms));
     let attempt_timeout = config.command_timeout.min(Duration::from_millis(ttl_ms));
     let deadline = options.wait.map(|wait| Instant::now() + wait);
-    // Subscribed before the first attempt, so no release between a refused
-    // attempt and the wait goes unnoticed.
-    let waiting = match deadline {
-      Some(_) => Some(inner.waiters.join(&keys).await),
-      None => None,
-    };
+    let mut waiting: Option<Waiting> = None;
     let aborted = || cancel.as_ref().is_some_and(|cancel| *cancel.borrow());
     let mut attempts: u32 = 0;
     loop {
@@ -170,6 +163,10 @@ impl Engine {
         return Err(LockError::Aborted);
       }
       attempts += 1;
+      // A fresh value per attempt: the clean-up of an earlier attempt still
+      // on its way to a slow node can then never delete this one's key.
+      let value: Arc<str> = uuid::Uuid::new_v4().to_string().into();
+      let request = Arc::new(inner.scripts.acquire(&keys, &value, ttl_ms));
       let start = Instant::now();
       let votes = fan_out(&inner.nodes, &request, attempt_timeout, acquire_vote).await;
       if votes.verdict == Verdict::Won && !aborted() {
@@ -214,6 +211,10 @@ impl Engine {
         };
       }
       match (&waiting, deadline, votes.verdict) {
+        // Subscribed only once the lock turned out held, and then tried
+        // again at once: a release between that attempt and the
+        // subscription would otherwise go unnoticed.
+        (None, Some(_), Verdict::Held) => waiting = Some(inner.waiters.join(&keys).await),
         (Some(waiting), Some(deadline), Verdict::Held) => {
           inner
             .wait_for_release(waiting, &keys[0], deadline, cancel.clone())
@@ -457,7 +458,7 @@ impl Inner {
 
   /// How long until a majority of `key`'s copies expire: the quorum-th
   /// smallest remaining TTL across the nodes (a node without the key, or
-  /// silent, counts as zero). Half a second when no node answers.
+  /// silent, counts as zero). Half a second when no node answers at all.
   async fn holder_ttl(&self, key: &str) -> Duration {
     let mut cmd = redis::cmd("PTTL");
     cmd.arg(key);
@@ -469,6 +470,12 @@ impl Inner {
         .map(|node| tokio::time::timeout(self.config.command_timeout, node.query(&request))),
     )
     .await;
+    if replies
+      .iter()
+      .all(|reply| !matches!(reply, Ok(Ok(redis::Value::Int(_)))))
+    {
+      return Duration::from_millis(500);
+    }
     let mut left: Vec<u64> = replies
       .into_iter()
       .map(|reply| match reply {
@@ -476,9 +483,6 @@ impl Inner {
         _ => 0,
       })
       .collect();
-    if left.iter().all(|ms| *ms == 0) {
-      return Duration::from_millis(500);
-    }
     left.sort_unstable();
     Duration::from_millis(left[quorum_of(left.len()) - 1] + 1)
   }
