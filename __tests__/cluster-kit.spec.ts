@@ -17,9 +17,11 @@ const ROOT = path.resolve(__dirname, '..')
 const COMPOSE_FILE = path.join(ROOT, 'infra', 'docker', 'docker-compose.redis.yml')
 
 function runTs(script: string, args: string[], env: NodeJS.ProcessEnv): SpawnSyncReturns<string> {
+  // Run the tool as a user would: not as a child of the test runner.
+  const { NODE_TEST_CONTEXT: _, ...userEnv } = process.env
   return spawnSync(process.execPath, ['--import', 'tsx', path.join(ROOT, script), ...args], {
     cwd: ROOT,
-    env: { ...process.env, ...env },
+    env: { ...userEnv, ...env },
     encoding: 'utf8',
     timeout: 60_000,
   })

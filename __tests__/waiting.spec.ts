@@ -1,4 +1,7 @@
 import assert from 'node:assert/strict'
+import { spawn } from 'node:child_process'
+import { once } from 'node:events'
+import path from 'node:path'
 import { after, before, beforeEach, describe, test } from 'node:test'
 
 import { DistributedLock, type LockError } from '..'
@@ -109,5 +112,65 @@ describe('waiting woken by release (wait_ms)', () => {
     for (const wait of [-1, 1.5, '100', Number.NaN]) {
       await assert.rejects(waiter.acquire('x', 1_000, { wait_ms: wait as number }), { code: 'ERR_INVALID_ARG', message: /wait_ms/ })
     }
+  })
+})
+
+describe('waiters and close', () => {
+  let cluster: Cluster
+
+  before(async () => {
+    cluster = await Cluster.start(3)
+  })
+  after(() => cluster.stop())
+
+  const connections = () =>
+    Promise.all(cluster.nodes.map(async (node) => ((await node.redis().call('CLIENT', 'LIST')) as string).trim().split('\n').length))
+
+  test('close() ends a wait with ERR_LOCK_CLOSED and closes its subscription connections', async () => {
+    const holder = new DistributedLock({ redis_nodes: cluster.addresses })
+    const held = await holder.acquire('closing', 30_000)
+    assert.ok(held)
+    const baseline = await connections()
+    const waiter = new DistributedLock({ redis_nodes: cluster.addresses })
+    const waiting = waiter.acquire('closing', 30_000, { wait_ms: 60_000 }).then(
+      () => 'resolved',
+      (error: LockError) => error.code,
+    )
+    await waitFor('the waiter to connect and subscribe', async () =>
+      (await connections()).every((n, i) => n >= baseline[i] + 2))
+    await waiter.close()
+    assert.equal(await waiting, 'ERR_LOCK_CLOSED')
+    await waitFor('the waiter connections to close', async () =>
+      (await connections()).every((n, i) => n === baseline[i]))
+    await holder.close()
+  })
+
+  test('waiters do not keep the process alive after close()', async () => {
+    const script = `
+      const { DistributedLock } = require(${JSON.stringify(path.resolve(__dirname, '..'))})
+      ;(async () => {
+        const nodes = ${JSON.stringify(cluster.addresses)}
+        const holder = new DistributedLock({ redis_nodes: nodes })
+        const waiter = new DistributedLock({ redis_nodes: nodes })
+        if (!(await holder.acquire('closing-child', 30000))) throw new Error('not acquired')
+        const waiting = waiter.acquire('closing-child', 30000, { wait_ms: 60000 }).catch((e) => e.code)
+        await new Promise((r) => setTimeout(r, 200))
+        await Promise.all([waiter.close(), holder.close()])
+        console.log(await waiting)
+        console.log(Date.now())
+      })()
+    `
+    const child = spawn(process.execPath, ['-e', script], { stdio: ['ignore', 'pipe', 'inherit'] })
+    let out = ''
+    child.stdout.on('data', (data: Buffer) => {
+      out += data.toString()
+    })
+    const killer = setTimeout(() => child.kill('SIGKILL'), 15_000)
+    const [code] = (await once(child, 'exit')) as [number | null]
+    clearTimeout(killer)
+    const [outcome, closedAt] = out.trim().split('\n')
+    assert.equal(code, 0)
+    assert.equal(outcome, 'ERR_LOCK_CLOSED')
+    assert.ok(Date.now() - Number(closedAt) < 1_000, 'exited within a second of close()')
   })
 })

@@ -43,6 +43,9 @@ export function answers(port: number, timeoutMs = 300): Promise<boolean> {
     }
     socket.setTimeout(timeoutMs, () => done(false))
     socket.on('error', () => done(false))
+    // A node shutting down closes the connection without a word: without
+    // this, nothing would settle the promise and Node would exit mid-await.
+    socket.on('close', () => done(false))
     socket.on('connect', () => socket.write('PING\r\n'))
     socket.on('data', (data) => done(/^(\+PONG|-NOAUTH)/.test(data.toString())))
   })

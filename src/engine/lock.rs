@@ -292,6 +292,7 @@ impl Inner {
     let held = inner.registry().close();
     let releases = held.iter().map(|lock| inner.release_held(lock));
     let _ = tokio::time::timeout(limit, futures_util::future::join_all(releases)).await;
+    inner.waiters.close().await;
     for node in &inner.nodes {
       node.close();
     }

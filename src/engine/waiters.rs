@@ -11,6 +11,7 @@ use std::sync::{Arc, Mutex};
 use futures_util::StreamExt;
 use redis::aio::PubSubSink;
 use tokio::sync::Notify;
+use tokio::task::AbortHandle;
 
 use super::connection::NodeClient;
 
@@ -20,10 +21,11 @@ struct Channel {
   wake: Arc<Notify>,
 }
 
-/// One node's subscription connection, opened with the first waiter.
+/// One node's subscription connection, opened with the first waiter: the
+/// sink that subscribes, and the task that reads its messages.
 #[derive(Default)]
 struct Subscriber {
-  sink: tokio::sync::Mutex<Option<PubSubSink>>,
+  sink: tokio::sync::Mutex<Option<(PubSubSink, AbortHandle)>>,
 }
 
 pub struct Waiters {
@@ -91,6 +93,17 @@ impl Waiters {
     }
   }
 
+  /// Closes every subscription connection; waits in progress end with the
+  /// lock instance's close.
+  pub async fn close(&self) {
+    for subscriber in &self.subscribers {
+      if let Some((_, reader)) = subscriber.sink.lock().await.take() {
+        // The connection closes once both its halves are gone.
+        reader.abort();
+      }
+    }
+  }
+
   async fn subscribe(&self, node: &NodeClient, subscriber: &Subscriber, keys: &[String]) {
     let mut sink = subscriber.sink.lock().await;
     if sink.is_none() {
@@ -99,7 +112,7 @@ impl Waiters {
       };
       let (new_sink, mut stream) = pubsub.split();
       let channels = self.channels.clone();
-      tokio::spawn(async move {
+      let reader = tokio::spawn(async move {
         while let Some(message) = stream.next().await {
           let wake = {
             let channels = channels.lock().unwrap_or_else(|e| e.into_inner());
@@ -112,11 +125,12 @@ impl Waiters {
           }
         }
       });
-      *sink = Some(new_sink);
+      *sink = Some((new_sink, reader.abort_handle()));
     }
-    if let Some(active) = sink.as_mut() {
+    if let Some((active, reader)) = sink.as_mut() {
       if active.subscribe(keys).await.is_err() {
         // The connection broke: the next waiter opens a new one.
+        reader.abort();
         *sink = None;
       }
     }
@@ -173,8 +187,9 @@ impl Drop for Waiting {
             .cloned()
             .collect()
         };
-        if let (Some(active), false) = (sink.as_mut(), still_gone.is_empty()) {
+        if let (Some((active, reader)), false) = (sink.as_mut(), still_gone.is_empty()) {
           if active.unsubscribe(&still_gone).await.is_err() {
+            reader.abort();
             *sink = None;
           }
         }
