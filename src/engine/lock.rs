@@ -7,18 +7,18 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::{watch, Notify};
 
-use super::config::{AcquireOptions, LockConfig, Retries, RetryPolicy};
+use super::config::{AcquireOptions, LockConfig, Retries};
 use super::connection::NodeClient;
 use super::error::{LockError, NodeError};
 use super::fanout::{acquire_vote, fan_out, script_vote, Reply};
 use super::quorum::{quorum_of, validity_ms, Verdict};
 use super::registry::{HeldLock, Registry};
-use super::scripts::{Request, Scripts};
+use super::scripts::Scripts;
 use super::waiters::{Waiters, Waiting};
-use super::watchdog::{next_extension, Schedule};
+use super::watchdog::Schedule;
 
-/// How soon the watchdog tries again after an extension failed.
-const WATCHDOG_RETRY: Duration = Duration::from_millis(100);
+mod keep_alive;
+mod waits;
 
 /// A lock this instance acquired, as the caller sees it.
 #[derive(Clone, Debug)]
@@ -327,53 +327,6 @@ impl Inner {
     self.clean_up(&lock.keys, &lock.value, replies).await;
   }
 
-  /// Puts lock `id` on the watchdog's schedule, starting the watchdog task
-  /// with the first lock. The task holds the instance weakly: a lock
-  /// instance dropped without `close` stops it too.
-  fn watch(this: &Arc<Inner>, id: u64, validity_ms: u64) {
-    if !this.schedule.add(id, next_extension(validity_ms)) {
-      return;
-    }
-    let schedule = this.schedule.clone();
-    let inner = Arc::downgrade(this);
-    tokio::spawn(async move {
-      while let Some(due) = schedule.next_due().await {
-        let Some(live) = inner.upgrade() else { return };
-        for id in due {
-          let live = live.clone();
-          tokio::spawn(async move { Inner::keep_alive(&live, id).await });
-        }
-      }
-    });
-  }
-
-  /// One watchdog extension of lock `id`. A failed one is tried again while
-  /// the lease is still valid; when none succeeds in time the lease is
-  /// lost and `on_lost` is told, unless the lock was released meanwhile.
-  async fn keep_alive(this: &Arc<Inner>, id: u64) {
-    if *this.closed.borrow() {
-      return;
-    }
-    let Some(lock) = this.registry().get(id) else {
-      return;
-    };
-    let (validity, replies) = this.try_extend(id, &lock, lock.ttl_ms).await;
-    if let Some(ms) = validity {
-      Inner::watch(this, id, ms);
-      return;
-    }
-    let Some(latest) = this.registry().get(id) else {
-      return;
-    };
-    let retry_at = Instant::now() + WATCHDOG_RETRY;
-    if retry_at + this.config.command_timeout < latest.valid_until {
-      this.schedule.add(id, retry_at.into());
-      return;
-    }
-    this.give_up(id, &latest, &replies).await;
-    (this.on_lost)(id);
-  }
-
   /// Removes this attempt's keys wherever they may have been written: nodes
   /// that granted are cleaned before returning, so a retry is never blocked
   /// by its own key; nodes that failed or had not answered are cleaned in the
@@ -415,99 +368,6 @@ impl Inner {
     )
     .await;
     votes.verdict == Verdict::Won
-  }
-
-  /// Waits the retry delay plus jitter; fails at once when closed or aborted.
-  async fn pause(
-    &self,
-    retry: RetryPolicy,
-    cancel: Option<watch::Receiver<bool>>,
-  ) -> Result<(), LockError> {
-    let jitter_ms = retry.jitter.as_millis() as u64;
-    let extra = if jitter_ms == 0 {
-      0
-    } else {
-      rand::random_range(0..=jitter_ms)
-    };
-    self
-      .interruptible(
-        tokio::time::sleep(retry.delay + Duration::from_millis(extra)),
-        cancel,
-      )
-      .await
-  }
-
-  /// Waits until a holder of `key` releases, its lease runs out, or the
-  /// deadline passes, whichever is first.
-  async fn wait_for_release(
-    &self,
-    waiting: &Waiting,
-    key: &str,
-    deadline: Instant,
-    cancel: Option<watch::Receiver<bool>>,
-  ) -> Result<(), LockError> {
-    let holder_left = self.holder_ttl(key).await;
-    let until = deadline.min(Instant::now() + holder_left);
-    let woken = async {
-      tokio::select! {
-        () = tokio::time::sleep_until(until.into()) => {}
-        () = waiting.released() => {}
-      }
-    };
-    self.interruptible(woken, cancel).await
-  }
-
-  /// How long until a majority of `key`'s copies expire: the quorum-th
-  /// smallest remaining TTL across the nodes (a node without the key, or
-  /// silent, counts as zero). Half a second when no node answers at all.
-  async fn holder_ttl(&self, key: &str) -> Duration {
-    let mut cmd = redis::cmd("PTTL");
-    cmd.arg(key);
-    let request = Request { cmd, script: None };
-    let replies = futures_util::future::join_all(
-      self
-        .nodes
-        .iter()
-        .map(|node| tokio::time::timeout(self.config.command_timeout, node.query(&request))),
-    )
-    .await;
-    if replies
-      .iter()
-      .all(|reply| !matches!(reply, Ok(Ok(redis::Value::Int(_)))))
-    {
-      return Duration::from_millis(500);
-    }
-    let mut left: Vec<u64> = replies
-      .into_iter()
-      .map(|reply| match reply {
-        Ok(Ok(redis::Value::Int(ms))) if ms > 0 => ms as u64,
-        _ => 0,
-      })
-      .collect();
-    left.sort_unstable();
-    Duration::from_millis(left[quorum_of(left.len()) - 1] + 1)
-  }
-
-  /// Runs `wait`, unless the instance closes or the caller aborts first.
-  async fn interruptible(
-    &self,
-    wait: impl std::future::Future<Output = ()>,
-    cancel: Option<watch::Receiver<bool>>,
-  ) -> Result<(), LockError> {
-    let mut closed = self.closed.subscribe();
-    let aborted = async move {
-      match cancel {
-        Some(mut cancel) => {
-          let _ = cancel.wait_for(|aborted| *aborted).await;
-        }
-        None => std::future::pending().await,
-      }
-    };
-    tokio::select! {
-      () = wait => Ok(()),
-      _ = closed.wait_for(|closed| *closed) => Err(LockError::Closed),
-      () = aborted => Err(LockError::Aborted),
-    }
   }
 
   fn registry(&self) -> MutexGuard<'_, Registry> {

@@ -1,0 +1,60 @@
+//! The watchdog task: extends auto-extended leases when their schedule says
+//! so, and reports the ones it lost.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use super::Inner;
+use crate::engine::watchdog::next_extension;
+
+/// How soon the watchdog tries again after an extension failed.
+const WATCHDOG_RETRY: Duration = Duration::from_millis(100);
+
+impl Inner {
+  /// Puts lock `id` on the watchdog's schedule, starting the watchdog task
+  /// with the first lock. The task holds the instance weakly: a lock
+  /// instance dropped without `close` stops it too.
+  pub(super) fn watch(this: &Arc<Inner>, id: u64, validity_ms: u64) {
+    if !this.schedule.add(id, next_extension(validity_ms)) {
+      return;
+    }
+    let schedule = this.schedule.clone();
+    let inner = Arc::downgrade(this);
+    tokio::spawn(async move {
+      while let Some(due) = schedule.next_due().await {
+        let Some(live) = inner.upgrade() else { return };
+        for id in due {
+          let live = live.clone();
+          tokio::spawn(async move { Inner::keep_alive(&live, id).await });
+        }
+      }
+    });
+  }
+
+  /// One watchdog extension of lock `id`. A failed one is tried again while
+  /// the lease is still valid; when none succeeds in time the lease is
+  /// lost and `on_lost` is told, unless the lock was released meanwhile.
+  async fn keep_alive(this: &Arc<Inner>, id: u64) {
+    if *this.closed.borrow() {
+      return;
+    }
+    let Some(lock) = this.registry().get(id) else {
+      return;
+    };
+    let (validity, replies) = this.try_extend(id, &lock, lock.ttl_ms).await;
+    if let Some(ms) = validity {
+      Inner::watch(this, id, ms);
+      return;
+    }
+    let Some(latest) = this.registry().get(id) else {
+      return;
+    };
+    let retry_at = Instant::now() + WATCHDOG_RETRY;
+    if retry_at + this.config.command_timeout < latest.valid_until {
+      this.schedule.add(id, retry_at.into());
+      return;
+    }
+    this.give_up(id, &latest, &replies).await;
+    (this.on_lost)(id);
+  }
+}
