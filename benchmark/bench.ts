@@ -127,8 +127,11 @@ function table(title: string, results: Map<Name, Row[]>, columns: Column[], rati
       const spread = c.spread && values.length > 1 ? ` (${format(Math.min(...values), c.digits)}–${format(Math.max(...values), c.digits)})` : ''
       return `${format(median(values), c.digits)}${spread}`
     })
-    const ratio = (base: Name) => format(med(name, ratioMetric) / med(base, ratioMetric), 2)
-    lines.push(`| ${LABELS[name]} | ${cells.join(' | ')} | ${ratio('redlock')}x | ${ratio('raw')}x |`)
+    const ratio = (base: Name) => {
+      const value = med(name, ratioMetric) / med(base, ratioMetric)
+      return Number.isNaN(value) ? 'n/a' : `${format(value, 2)}x`
+    }
+    lines.push(`| ${LABELS[name]} | ${cells.join(' | ')} | ${ratio('redlock')} | ${ratio('raw')} |`)
   }
   return lines.join('\n')
 }

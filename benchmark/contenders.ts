@@ -48,6 +48,26 @@ function clients(addresses: string[]): Redis[] {
   })
 }
 
+/** npm redlock and its fork share one API. */
+interface NodeRedlock {
+  acquire(resources: string[], duration: number): Promise<{ release(): Promise<unknown> }>
+  quit(): Promise<void>
+}
+
+function redlockSettings(retry: RetryPolicy) {
+  return { retryCount: retry.retries, retryDelay: retry.delayMs, retryJitter: 0 }
+}
+
+function nodeRedlock(instance: NodeRedlock): Contender {
+  return {
+    async acquire(key, ttlMs) {
+      const lock = await instance.acquire([key], ttlMs).catch(() => null)
+      return lock && (() => lock.release())
+    },
+    close: () => instance.quit(),
+  }
+}
+
 const RELEASE = "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) else return 0 end"
 
 export const FACTORIES: Record<Name, ContenderFactory> = {
@@ -67,27 +87,9 @@ export const FACTORIES: Record<Name, ContenderFactory> = {
     }
   },
 
-  redlock(addresses, retry) {
-    const instance = new Redlock(clients(addresses), { retryCount: retry.retries, retryDelay: retry.delayMs, retryJitter: 0 })
-    return {
-      async acquire(key, ttlMs) {
-        const lock = await instance.acquire([key], ttlMs).catch(() => null)
-        return lock && (() => lock.release())
-      },
-      close: () => instance.quit(),
-    }
-  },
+  redlock: (addresses, retry) => nodeRedlock(new Redlock(clients(addresses), redlockSettings(retry))),
 
-  sesamecare(addresses, retry) {
-    const instance = new SesameRedlock(clients(addresses), { retryCount: retry.retries, retryDelay: retry.delayMs, retryJitter: 0 })
-    return {
-      async acquire(key, ttlMs) {
-        const lock = await instance.acquire([key], ttlMs).catch(() => null)
-        return lock && (() => lock.release())
-      },
-      close: () => instance.quit(),
-    }
-  },
+  sesamecare: (addresses, retry) => nodeRedlock(new SesameRedlock(clients(addresses), redlockSettings(retry))),
 
   'redlock-universal'(addresses, retry) {
     const redis = clients(addresses)
