@@ -25,11 +25,54 @@ export declare class LockCore {
   abort(request: number): void
   extend(request: number, lock: number, ttlMs: unknown): void
   release(request: number, lock: number): void
+  inspect(request: number, resource: unknown): void
+  health(request: number): void
   /**
    * Refuses new calls from now on; the result arrives once held locks
    * are released and connections closed.
    */
   close(request: number): void
+}
+
+export interface HealthReport {
+  quorumReachable: boolean
+  quorum: number
+  counted: number
+  nodes: Array<NodeHealth>
+}
+
+export interface LockInfo {
+  resource: string
+  locked: boolean
+  holder: string | null
+  mine: boolean
+  metadata: string | null
+  ttlMs: number | null
+  quorum: number
+  nodes: Array<NodeLock>
+}
+
+export interface NodeHealth {
+  node: string
+  answers: boolean
+  latencyMs: number | null
+  runId: string | null
+  uptimeMs: number | null
+  durable: boolean | null
+  quarantineMs: number
+  error: string | null
+  lastError: string | null
+}
+
+export interface NodeLock {
+  node: string
+  error: string | null
+  held: boolean
+  ttlMs: number | null
+  holder: string | null
+  mine: boolean
+  metadata: string | null
+  quarantineMs: number
 }
 
 /** A node of the quorum as the lock resolves it from options and environment. */

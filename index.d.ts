@@ -105,6 +105,25 @@ export interface DistributedLockOptions {
   command_timeout_ms?: number
   /** camelCase spelling of {@link DistributedLockOptions.command_timeout_ms}. */
   commandTimeoutMs?: number
+  /**
+   * Keep the vote of a node that may have forgotten locks out of the quorum:
+   * a node without durable persistence (AOF with `appendfsync always`, read
+   * with `CONFIG GET` when allowed) that started less than `max_ttl_ms` ago.
+   * It still receives every write. Learnt from `INFO server` on every
+   * (re)connection. Default: `true`.
+   */
+  restart_quarantine?: boolean
+  /** camelCase spelling of {@link DistributedLockOptions.restart_quarantine}. */
+  restartQuarantine?: boolean
+  /**
+   * The longest lease any client of these nodes holds, in ms: how long a
+   * restarted node stays in quarantine. Give the longest TTL of the whole
+   * fleet when clients use different TTLs. Default (and floor): the longest
+   * TTL this instance has been configured with or used.
+   */
+  max_ttl_ms?: number
+  /** camelCase spelling of {@link DistributedLockOptions.max_ttl_ms}. */
+  maxTtlMs?: number
 }
 
 /** Per-call options of {@link DistributedLock.acquire}; each overrides the lock's own. */
@@ -143,6 +162,17 @@ export interface AcquireOptions {
   waitMs?: number
   /** Aborts the call: it rejects at once with code `ABORT_ERR`, and leaves no subscription behind. */
   signal?: AbortSignal
+  /**
+   * Also return a {@link LockHandle.fencingToken}: strictly increasing per
+   * resource across successive holders. Costs one more round trip.
+   */
+  fencing?: boolean
+  /**
+   * Holder information stored with the lock on each node (same TTL, removed
+   * with it, kept by extend) and shown by {@link DistributedLock.inspect}.
+   * String values only; at most 8192 bytes as JSON.
+   */
+  metadata?: Record<string, string>
 }
 
 /** A lock this process holds, as returned by {@link DistributedLock.acquire}. */
@@ -163,6 +193,12 @@ export declare class LockHandle {
   readonly expiresAt: number
   /** How many attempts acquire needed. */
   readonly attempts: number
+  /**
+   * With `fencing: true`: larger than the token of every earlier holder of
+   * each of these resources, so a resource that remembers the largest token
+   * it accepted can refuse a writer whose lease ended. `null` otherwise.
+   */
+  readonly fencingToken: bigint | null
   /** Same as `lock.extend(handle, ttlMs)`. */
   extend(ttlMs?: number): Promise<boolean>
   /**
@@ -267,11 +303,96 @@ export declare class DistributedLock {
   ): Promise<T>
 
   /**
+   * What each node holds for `resource` (one name), and whether a majority
+   * agrees on one holder. Waits for every node up to the command timeout.
+   * @throws {LockError} (as a rejection) `ERR_INVALID_ARG`; `ERR_LOCK_CLOSED`.
+   */
+  inspect(resource: string): Promise<LockInfo>
+
+  /**
+   * Pings every node (opening connections not yet open) and tells whether a
+   * quorum is reachable now.
+   * @throws {LockError} (as a rejection) `ERR_LOCK_CLOSED`.
+   */
+  health(): Promise<HealthReport>
+
+  /**
    * Releases every lock this instance still holds (bounded by the command
    * timeout), closes the connections and lets the process exit. Every later
    * call rejects with `ERR_LOCK_CLOSED`; calling `close` again resolves.
    */
   close(): Promise<void>
+}
+
+/** One node's view of a lock, in {@link LockInfo}. */
+export interface NodeLockInfo {
+  /** The node as `host:port`, never with its password. */
+  node: string
+  /** Why the node did not answer; then nothing else is known of it. */
+  error: string | null
+  /** Whether the node holds a key for the resource. */
+  held: boolean
+  /** Remaining TTL of the key in ms (-1: a key without TTL, not written by a lock). */
+  ttlMs: number | null
+  /** The holder's token ({@link LockHandle.value}); another library's whole value. */
+  holder: string | null
+  /** Whether this instance holds the lock under that token. */
+  mine: boolean
+  /** The holder's {@link AcquireOptions.metadata}. */
+  metadata: Record<string, string> | null
+  /** How long this node's vote does not count yet (restart quarantine), in ms. */
+  quarantineMs: number
+}
+
+/** What {@link DistributedLock.inspect} reports. */
+export interface LockInfo {
+  resource: string
+  /** Whether a majority of the nodes (out of quarantine) agrees on one holder. */
+  locked: boolean
+  /** That holder's token, when locked. */
+  holder: string | null
+  /** Whether that holder is this instance. */
+  mine: boolean
+  /** That holder's metadata, when it gave some. */
+  metadata: Record<string, string> | null
+  /** The smallest remaining TTL among the nodes of that majority, in ms. */
+  ttlMs: number | null
+  /** How many nodes make a majority. */
+  quorum: number
+  nodes: NodeLockInfo[]
+}
+
+/** One node in a {@link HealthReport}. */
+export interface NodeHealth {
+  /** The node as `host:port`, never with its password. */
+  node: string
+  /** Whether it answered PING within the timeout. */
+  answers: boolean
+  /** The PING round trip in ms (with the connect, for a first probe). */
+  latencyMs: number | null
+  /** The node's run id, which changes with every restart. */
+  runId: string | null
+  /** How long the node has run under that run id, in ms. */
+  uptimeMs: number | null
+  /** Whether it keeps every write on disk before replying; `null` when it does not say. */
+  durable: boolean | null
+  /** How long its vote does not count yet (restart quarantine), in ms. */
+  quarantineMs: number
+  /** Why this probe failed. */
+  error: string | null
+  /** The last error any command met on this node, even if it answers now. */
+  lastError: string | null
+}
+
+/** What {@link DistributedLock.health} reports. */
+export interface HealthReport {
+  /** Whether enough nodes answer, out of quarantine, to reach a majority now. */
+  quorumReachable: boolean
+  /** How many nodes make a majority. */
+  quorum: number
+  /** How many nodes answer and count toward it. */
+  counted: number
+  nodes: NodeHealth[]
 }
 
 /** A node as {@link resolveNodes} returns it. */

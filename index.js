@@ -6,8 +6,8 @@
 const { LockCore, resolveNodes } = require('./binding.js')
 
 // Layout of the flat result array the native side delivers (see
-// src/binding/completion.rs): id, kind, four numbers, one value.
-const SLOTS = 7
+// src/binding/completion.rs): id, kind, five numbers, one value.
+const SLOTS = 8
 const ACQUIRED = 0
 const NOT_ACQUIRED = 1
 const EXTENDED = 2
@@ -15,6 +15,7 @@ const RELEASED = 3
 const CLOSED = 4
 const FAILED = 5
 const LOST = 6
+const REPORT = 7
 
 /** Requests in flight across every lock of this process, by request id. */
 const pending = new Map()
@@ -51,9 +52,10 @@ function deliver(batch) {
       continue
     }
     if (kind === FAILED) {
-      request.reject(batch[i + 6])
+      request.reject(batch[i + 7])
     } else if (kind === ACQUIRED) {
-      const handle = new LockHandle(request.lock, batch[i + 2], request.resources, batch[i + 6], batch[i + 3], batch[i + 4], batch[i + 5])
+      const token = batch[i + 6] < 0 ? null : BigInt(batch[i + 6])
+      const handle = new LockHandle(request.lock, batch[i + 2], request.resources, batch[i + 7], batch[i + 3], batch[i + 4], batch[i + 5], token)
       if (request.watch) watched.set(batch[i + 2], handle)
       request.resolve(handle)
     } else if (kind === NOT_ACQUIRED) {
@@ -71,8 +73,26 @@ function deliver(batch) {
       request.resolve(batch[i + 2] === 1)
     } else if (kind === CLOSED) {
       request.resolve(undefined)
+    } else if (kind === REPORT) {
+      request.resolve(withParsedMetadata(batch[i + 7]))
     }
   }
+}
+
+/** An inspect() report with each metadata JSON text made an object; a foreign value that only looks like ours gives null. */
+function withParsedMetadata(report) {
+  if (!('nodes' in report) || !('locked' in report)) return report
+  const parse = (text) => {
+    if (text == null) return null
+    try {
+      return JSON.parse(text)
+    } catch {
+      return null
+    }
+  }
+  report.metadata = parse(report.metadata)
+  for (const node of report.nodes) node.metadata = parse(node.metadata)
+  return report
 }
 
 function lockError(code, message) {
@@ -130,7 +150,7 @@ class LockHandle {
     return lockError('ERR_LOCK_LOST', `the lease of '${handle.resource}' was lost: another owner may hold it now`)
   }
 
-  constructor(lock, id, resources, value, validityMs, expiresAt, attempts) {
+  constructor(lock, id, resources, value, validityMs, expiresAt, attempts, fencingToken) {
     this.#lock = lock
     this.#id = id
     this.resources = resources
@@ -138,6 +158,7 @@ class LockHandle {
     this.validityMs = validityMs
     this.expiresAt = expiresAt
     this.attempts = attempts
+    this.fencingToken = fencingToken
   }
 
   get resource() {
@@ -238,24 +259,29 @@ class DistributedLock {
   extend(handle, ttlMs) {
     const id = this.#ownId(handle)
     if (typeof id !== 'number') return Promise.reject(id)
-    const request = nextRequest()
-    try {
-      this.#core.extend(request, id, ttlMs)
-    } catch (error) {
-      return Promise.reject(error)
-    }
-    return new Promise((resolve, reject) => {
-      pending.set(request, { resolve, reject, lock: this, resources: null, handle })
-    })
+    return this.#call((request) => this.#core.extend(request, id, ttlMs), handle)
   }
 
   release(handle) {
     const id = this.#ownId(handle)
     if (typeof id !== 'number') return Promise.reject(id)
     watched.delete(id)
+    return this.#call((request) => this.#core.release(request, id), handle)
+  }
+
+  inspect(resource) {
+    return this.#call((request) => this.#core.inspect(request, resource))
+  }
+
+  health() {
+    return this.#call((request) => this.#core.health(request))
+  }
+
+  /** Starts one native call under a new request id; its result settles the promise. */
+  #call(start, handle = null) {
     const request = nextRequest()
     try {
-      this.#core.release(request, id)
+      start(request)
     } catch (error) {
       return Promise.reject(error)
     }

@@ -82,7 +82,9 @@ describe('the local fallback of redis:start and the health check', () => {
 
   before(async () => {
     // A node this tool did not start, on the third port: it must be left alone.
-    foreign = await RedisNode.start()
+    // Without AOF on purpose: the health check must tell it apart. The lock
+    // still reaches its quorum through the two durable nodes.
+    foreign = await RedisNode.start({ durable: false })
     ports = [await freePort(), await freePort(), foreign.port]
     state = mkdtempSync(path.join(os.tmpdir(), 'rql-state-'))
     env = { REDIS_NODES: ports.map((port) => `127.0.0.1:${port}`).join(','), REDIS_STATE_DIR: state }

@@ -115,9 +115,10 @@ describe('options', () => {
     }
   })
 
-  test('options of later versions are named as not supported yet', () => {
+  test('an acquire option given to the constructor says where it belongs', () => {
     const error = construct({ redis_nodes: nodes, fencing: true })
-    assert.match(error.message, /'fencing' is not supported by this version/)
+    assert.equal(error.code, 'ERR_INVALID_ARG')
+    assert.match(error.message, /'fencing': it is an option of acquire\(\)/)
   })
 
   test('a password never appears in an error message', () => {

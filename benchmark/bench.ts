@@ -137,8 +137,10 @@ function table(title: string, results: Map<Name, Row[]>, columns: Column[], rati
 }
 
 async function main(): Promise<void> {
-  const cluster = await Cluster.start(3)
-  const five = await Cluster.start(5)
+  // Plain nodes without persistence, as the peers are usually measured on;
+  // `ours` turns its restart quarantine off for them (see contenders.ts).
+  const cluster = await Cluster.start(3, { durable: false })
+  const five = await Cluster.start(5, { durable: false })
   const results = { W1: new Map<Name, Row[]>(), W2: new Map<Name, Row[]>(), W3: new Map<Name, Row[]>(), W4: new Map<Name, Row[]>() }
   const add = (map: Map<Name, Row[]>, name: Name, row: Row) => map.set(name, [...(map.get(name) ?? []), row])
   try {

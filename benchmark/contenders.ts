@@ -77,6 +77,9 @@ export const FACTORIES: Record<Name, ContenderFactory> = {
       retry_count: retry.retries,
       retry_delay_ms: retry.delayMs,
       retry_jitter_ms: 0,
+      // The nodes start empty and without persistence: with the quarantine
+      // on, their votes would not count for the first max_ttl_ms.
+      restart_quarantine: false,
     })
     return {
       async acquire(key, ttlMs) {

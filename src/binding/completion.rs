@@ -16,7 +16,7 @@ use napi::{Env, Status};
 
 use super::errors::check;
 use crate::engine::error::LockError;
-use crate::engine::lock::{Acquired, Validity};
+use crate::engine::lock::{Acquired, HealthReport, LockInfo, Validity};
 
 /// What one finished call delivers, by the request id JavaScript gave it.
 pub enum Outcome {
@@ -24,6 +24,8 @@ pub enum Outcome {
   Extended(Option<Validity>),
   Released(bool),
   Closed,
+  Inspected(LockInfo),
+  Health(HealthReport),
   Failed(LockError),
   /// Not a call's result: the watchdog lost the lease of this lock.
   Lost(u64),
@@ -31,7 +33,7 @@ pub enum Outcome {
 
 /// The slot layout per result in the delivered array; `index.js` reads the
 /// same constants.
-const SLOTS: u32 = 7;
+const SLOTS: u32 = 8;
 const ACQUIRED: u32 = 0;
 const NOT_ACQUIRED: u32 = 1;
 const EXTENDED: u32 = 2;
@@ -39,6 +41,7 @@ const RELEASED: u32 = 3;
 const CLOSED: u32 = 4;
 const FAILED: u32 = 5;
 const LOST: u32 = 6;
+const REPORT: u32 = 7;
 /// The request id of events, which answer no call.
 const EVENT: u32 = 0;
 
@@ -146,24 +149,43 @@ impl ToNapiValue for Batch {
               lock.validity.ms as f64,
               lock.validity.expires_at_epoch_ms,
               f64::from(lock.attempts),
+              // Tokens start from a clock in microseconds: exact in a
+              // double for centuries, and made a bigint in index.js.
+              lock.fencing_token.map_or(-1.0, |token| token as f64),
             ],
             ToNapiValue::to_napi_value(env, &*lock.value)?,
           ),
-          Outcome::Acquired(None) => (NOT_ACQUIRED, [0.0; 4], null(env)?),
+          Outcome::Acquired(None) => (NOT_ACQUIRED, [0.0; 5], null(env)?),
           Outcome::Extended(Some(validity)) => (
             EXTENDED,
-            [1.0, validity.ms as f64, validity.expires_at_epoch_ms, 0.0],
+            [
+              1.0,
+              validity.ms as f64,
+              validity.expires_at_epoch_ms,
+              0.0,
+              0.0,
+            ],
             null(env)?,
           ),
-          Outcome::Extended(None) => (EXTENDED, [0.0; 4], null(env)?),
+          Outcome::Extended(None) => (EXTENDED, [0.0; 5], null(env)?),
           Outcome::Released(released) => (
             RELEASED,
-            [f64::from(u8::from(released)), 0.0, 0.0, 0.0],
+            [f64::from(u8::from(released)), 0.0, 0.0, 0.0, 0.0],
             null(env)?,
           ),
-          Outcome::Closed => (CLOSED, [0.0; 4], null(env)?),
-          Outcome::Failed(error) => (FAILED, [0.0; 4], super::errors::to_js(env, &error)?),
-          Outcome::Lost(lock) => (LOST, [lock as f64, 0.0, 0.0, 0.0], null(env)?),
+          Outcome::Closed => (CLOSED, [0.0; 5], null(env)?),
+          Outcome::Inspected(info) => (
+            REPORT,
+            [0.0; 5],
+            ToNapiValue::to_napi_value(env, super::reports::LockInfo::from(info))?,
+          ),
+          Outcome::Health(report) => (
+            REPORT,
+            [0.0; 5],
+            ToNapiValue::to_napi_value(env, super::reports::HealthReport::from(report))?,
+          ),
+          Outcome::Failed(error) => (FAILED, [0.0; 5], super::errors::to_js(env, &error)?),
+          Outcome::Lost(lock) => (LOST, [lock as f64, 0.0, 0.0, 0.0, 0.0], null(env)?),
         };
         check(sys::napi_set_element(
           env,
@@ -185,7 +207,7 @@ impl ToNapiValue for Batch {
             f64::to_napi_value(env, number)?,
           ))?;
         }
-        check(sys::napi_set_element(env, array, base + 6, tail))?;
+        check(sys::napi_set_element(env, array, base + 7, tail))?;
       }
     }
     Ok(array)

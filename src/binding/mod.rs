@@ -8,6 +8,7 @@ mod errors;
 mod node_options;
 mod options;
 mod raw;
+mod reports;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, OnceLock};
@@ -179,6 +180,43 @@ impl LockCore {
     self.spawn(&env, request, async move {
       match engine.release(lock as u64).await {
         Ok(released) => Outcome::Released(released),
+        Err(error) => Outcome::Failed(error),
+      }
+    });
+    Ok(())
+  }
+
+  #[napi(ts_args_type = "request: number, resource: unknown")]
+  pub fn inspect(&self, env: Env, request: u32, resource: Raw) -> Result<()> {
+    self.check_open()?;
+    let resource = match options::resources(&resource)
+      .map_err(invalid_arg)?
+      .as_slice()
+    {
+      [one] => one.clone(),
+      _ => {
+        return Err(invalid_arg(
+          "inspect() takes one resource name, got a list".into(),
+        ))
+      }
+    };
+    let engine = self.engine.clone();
+    self.spawn(&env, request, async move {
+      match engine.inspect(&resource).await {
+        Ok(info) => Outcome::Inspected(info),
+        Err(error) => Outcome::Failed(error),
+      }
+    });
+    Ok(())
+  }
+
+  #[napi]
+  pub fn health(&self, env: Env, request: u32) -> Result<()> {
+    self.check_open()?;
+    let engine = self.engine.clone();
+    self.spawn(&env, request, async move {
+      match engine.health().await {
+        Ok(report) => Outcome::Health(report),
         Err(error) => Outcome::Failed(error),
       }
     });

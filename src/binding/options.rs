@@ -25,6 +25,8 @@ const LOCK_OPTIONS: &[&str] = &[
   "key_prefix",
   "connect_timeout_ms",
   "command_timeout_ms",
+  "restart_quarantine",
+  "max_ttl_ms",
 ];
 
 const ACQUIRE_OPTIONS: &[&str] = &[
@@ -33,11 +35,9 @@ const ACQUIRE_OPTIONS: &[&str] = &[
   "retry_jitter_ms",
   "auto_extend",
   "wait_ms",
+  "fencing",
+  "metadata",
 ];
-
-/// Contract options that later versions add; named so a caller learns they
-/// are not there yet instead of seeing them ignored.
-const NOT_YET_SUPPORTED: &[&str] = &["fencing", "metadata", "restart_quarantine", "max_ttl_ms"];
 
 /// The options a `DistributedLock` is constructed with.
 pub fn lock_config(raw: &Raw, env: EnvLookup) -> Result<LockConfig, String> {
@@ -91,6 +91,12 @@ pub fn lock_config(raw: &Raw, env: EnvLookup) -> Result<LockConfig, String> {
   if let Some((key, value)) = options.get("command_timeout_ms") {
     config.command_timeout = Duration::from_millis(millis(key, value, 1)?);
   }
+  if let Some((key, value)) = options.get("restart_quarantine") {
+    config.restart_quarantine = boolean(key, value)?;
+  }
+  if let Some((key, value)) = options.get("max_ttl_ms") {
+    config.max_ttl_ms = Some(ttl(key, value)?);
+  }
   config.validate()?;
   Ok(config)
 }
@@ -110,13 +116,15 @@ pub fn acquire_options(raw: &Raw, defaults: RetryPolicy) -> Result<AcquireOption
   }
   let auto_extend = match options.get("auto_extend") {
     None => false,
-    Some((_, Raw::Bool(flag))) => *flag,
-    Some((key, other)) => {
-      return Err(invalid(
-        key,
-        format!("must be a boolean, got {}", other.describe()),
-      ))
-    }
+    Some((key, value)) => boolean(key, value)?,
+  };
+  let fencing = match options.get("fencing") {
+    None => false,
+    Some((key, value)) => boolean(key, value)?,
+  };
+  let metadata = match options.get("metadata") {
+    None => None,
+    Some((key, value)) => Some(metadata(key, value)?),
   };
   let wait = match options.get("wait_ms") {
     None => None,
@@ -135,6 +143,8 @@ pub fn acquire_options(raw: &Raw, defaults: RetryPolicy) -> Result<AcquireOption
     retry,
     auto_extend,
     wait,
+    fencing,
+    metadata,
   })
 }
 
@@ -224,13 +234,22 @@ impl<'a> Options<'a> {
 
 fn unknown_key(key: &str, known: &[&str], what: &str) -> String {
   let shown = printable(key);
-  if let Some(name) = NOT_YET_SUPPORTED
+  let (elsewhere, place) = if known == LOCK_OPTIONS {
+    (
+      ACQUIRE_OPTIONS,
+      "an option of acquire(), not of the DistributedLock constructor",
+    )
+  } else {
+    (
+      LOCK_OPTIONS,
+      "an option of the DistributedLock constructor, not of acquire()",
+    )
+  };
+  if elsewhere
     .iter()
-    .find(|n| **n == key || camel_case(n) == key)
+    .any(|n| !known.contains(n) && (*n == key || camel_case(n) == key))
   {
-    return format!(
-      "invalid option '{shown}': '{name}' is not supported by this version of the lock"
-    );
+    return format!("invalid option '{shown}': it is {place}");
   }
   match suggestion(key, known) {
     Some(name) => format!(
@@ -323,6 +342,57 @@ fn number(key: &str, value: &Raw) -> Result<f64, String> {
       format!("must be a number, got {}", other.describe()),
     )),
   }
+}
+
+fn boolean(key: &str, value: &Raw) -> Result<bool, String> {
+  match value {
+    Raw::Bool(flag) => Ok(*flag),
+    other => Err(invalid(
+      key,
+      format!("must be a boolean, got {}", other.describe()),
+    )),
+  }
+}
+
+/// Holder metadata: an object of strings, kept as the JSON stored with the
+/// lock.
+fn metadata(key: &str, value: &Raw) -> Result<String, String> {
+  let Raw::Object(entries) = value else {
+    return Err(invalid(
+      key,
+      format!(
+        "must be an object of strings, as {{ instance: 'us-east-1' }}, got {}",
+        value.describe()
+      ),
+    ));
+  };
+  let mut object = serde_json::Map::new();
+  for (name, field) in entries {
+    match field {
+      Raw::String(text) => {
+        object.insert(name.clone(), serde_json::Value::String(text.clone()));
+      }
+      Raw::Undefined => {}
+      other => {
+        return Err(invalid(
+          &format!("{key}.{name}"),
+          format!("must be a string, got {}", other.describe()),
+        ))
+      }
+    }
+  }
+  let json = serde_json::Value::Object(object).to_string();
+  if json.len() > config::MAX_METADATA_BYTES {
+    return Err(invalid(
+      key,
+      format!(
+        "is {} bytes as JSON, at most {} are stored with a lock",
+        json.len(),
+        config::MAX_METADATA_BYTES
+      ),
+    ));
+  }
+  Ok(json)
 }
 
 fn ttl(key: &str, value: &Raw) -> Result<u64, String> {

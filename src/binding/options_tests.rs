@@ -72,7 +72,7 @@ fn unknown_keys_are_named_with_a_suggestion() {
   let error = lock_config(&obj(&[("colour", Raw::Number(1.0))]), &no_env).unwrap_err();
   assert!(error.contains("known keys are"), "{error}");
   let error = lock_config(&obj(&[("fencing", Raw::Bool(true))]), &no_env).unwrap_err();
-  assert!(error.contains("not supported by this version"), "{error}");
+  assert!(error.contains("it is an option of acquire()"), "{error}");
 }
 
 #[test]
@@ -238,6 +238,66 @@ fn acquire_options_override_the_retry_policy() {
   assert!(acquire_options(&obj(&[("autoExtend", Raw::Number(1.0))]), defaults).is_err());
   assert!(acquire_options(&obj(&[("lock_ttl_ms", Raw::Number(1.0))]), defaults).is_err());
   assert!(acquire_options(&s("x"), defaults).is_err());
+  let error = acquire_options(&obj(&[("maxTtlMs", Raw::Number(1.0))]), defaults).unwrap_err();
+  assert!(
+    error.contains("option of the DistributedLock constructor"),
+    "{error}"
+  );
+}
+
+#[test]
+fn metadata_is_an_object_of_strings_kept_as_json() {
+  let defaults = lock_config(&Raw::Undefined, &no_env).unwrap().retry;
+  let options = acquire_options(
+    &obj(&[
+      ("fencing", Raw::Bool(true)),
+      (
+        "metadata",
+        obj(&[("instance", s("us-east-1")), ("region", s("us \"east\""))]),
+      ),
+    ]),
+    defaults,
+  )
+  .unwrap();
+  assert!(options.fencing);
+  assert_eq!(
+    options.metadata.as_deref(),
+    Some(r#"{"instance":"us-east-1","region":"us \"east\""}"#)
+  );
+  let error = acquire_options(
+    &obj(&[("metadata", obj(&[("pid", Raw::Number(1.0))]))]),
+    defaults,
+  )
+  .unwrap_err();
+  assert!(
+    error.contains("'metadata.pid': must be a string"),
+    "{error}"
+  );
+  let error = acquire_options(&obj(&[("metadata", s("x"))]), defaults).unwrap_err();
+  assert!(error.contains("must be an object of strings"), "{error}");
+  let big = obj(&[("blob", s(&"x".repeat(9000)))]);
+  let error = acquire_options(&obj(&[("metadata", big)]), defaults).unwrap_err();
+  assert!(error.contains("at most 8192"), "{error}");
+  let error = acquire_options(&obj(&[("fencing", s("yes"))]), defaults).unwrap_err();
+  assert!(error.contains("'fencing': must be a boolean"), "{error}");
+}
+
+#[test]
+fn quarantine_options_are_read() {
+  let config = lock_config(
+    &obj(&[
+      ("restartQuarantine", Raw::Bool(false)),
+      ("max_ttl_ms", Raw::Number(60_000.0)),
+    ]),
+    &no_env,
+  )
+  .unwrap();
+  assert!(!config.restart_quarantine);
+  assert_eq!(config.max_ttl_ms, Some(60_000));
+  let config = lock_config(&Raw::Undefined, &no_env).unwrap();
+  assert!(config.restart_quarantine);
+  assert_eq!(config.max_ttl_ms, None);
+  assert!(lock_config(&obj(&[("max_ttl_ms", Raw::Number(0.0))]), &no_env).is_err());
 }
 
 #[test]

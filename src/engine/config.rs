@@ -17,6 +17,9 @@ pub const DEFAULT_CONNECT_TIMEOUT_MS: u64 = 5_000;
 /// stuck node costs a vote rather than the caller's lease.
 pub const DEFAULT_COMMAND_TIMEOUT_MS: u64 = 500;
 
+/// The largest metadata, as JSON, stored with a lock: it travels with every
+/// extend and release of the lock, so it stays small.
+pub const MAX_METADATA_BYTES: usize = 8192;
 /// The largest TTL Redis accepts as a 32-bit signed PX argument.
 pub const MAX_TTL_MS: u64 = i32::MAX as u64;
 /// Beyond this a quorum is pointless to wait for and suggests a mistake.
@@ -54,12 +57,16 @@ pub struct RetryPolicy {
 }
 
 /// What one acquire asks for beyond its resources and TTL.
-#[derive(Clone, Copy, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct AcquireOptions {
   pub retry: RetryPolicy,
   pub auto_extend: bool,
   /// Keep trying this long, woken as soon as the holder releases.
   pub wait: Option<Duration>,
+  /// Also return a fencing token (one more round trip).
+  pub fencing: bool,
+  /// The holder's metadata as a JSON object, stored with the lock.
+  pub metadata: Option<String>,
 }
 
 #[derive(Clone, Debug)]
@@ -71,6 +78,11 @@ pub struct LockConfig {
   pub key_prefix: String,
   pub connect_timeout: Duration,
   pub command_timeout: Duration,
+  /// Keep the votes of a node that may have forgotten locks out of the quorum.
+  pub restart_quarantine: bool,
+  /// The longest lease any client of these nodes holds; when unset, the
+  /// longest this instance has been configured with or used.
+  pub max_ttl_ms: Option<u64>,
 }
 
 impl LockConfig {
@@ -88,6 +100,8 @@ impl LockConfig {
       key_prefix: DEFAULT_KEY_PREFIX.to_string(),
       connect_timeout: Duration::from_millis(DEFAULT_CONNECT_TIMEOUT_MS),
       command_timeout: Duration::from_millis(DEFAULT_COMMAND_TIMEOUT_MS),
+      restart_quarantine: true,
+      max_ttl_ms: None,
     }
   }
 

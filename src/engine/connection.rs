@@ -4,8 +4,13 @@
 //! connection drops, with exponential backoff between failed attempts. While
 //! a node is in backoff its commands fail at once, so a dead node costs a
 //! vote, never the caller's time.
+//!
+//! Every connection first learns the node's run id, uptime and persistence,
+//! so that a node that restarted without its data (and may have forgotten
+//! the locks it granted) can be kept out of the quorum for a while.
 
-use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::time::{Duration, Instant};
 
 use redis::aio::{ConnectionLike, MultiplexedConnection};
@@ -37,6 +42,22 @@ struct Shared {
   client: Client,
   connect_timeout: Duration,
   state: watch::Sender<ConnState>,
+  /// When the node started, in ms after `epoch()`, if it keeps no durable
+  /// data; 0 when it does. Read on every vote, hence an atomic.
+  volatile_since_ms: AtomicU64,
+  status: Mutex<NodeStatus>,
+}
+
+/// What the last connection learnt about the node, and its last error.
+#[derive(Clone, Debug, Default)]
+pub struct NodeStatus {
+  pub run_id: Option<String>,
+  /// When the node started, as far as its uptime tells.
+  pub started: Option<Instant>,
+  /// Whether every write reaches the disk before the reply (AOF with
+  /// `appendfsync always`); `None` when the node does not say.
+  pub durable: Option<bool>,
+  pub last_error: Option<String>,
 }
 
 /// A cheap handle to one node's connection.
@@ -60,8 +81,30 @@ impl NodeClient {
         client,
         connect_timeout,
         state: watch::Sender::new(ConnState::Idle),
+        volatile_since_ms: AtomicU64::new(0),
+        status: Mutex::new(NodeStatus::default()),
       }),
     })
+  }
+
+  /// How long this node stays out of the quorum: it may have forgotten locks
+  /// when it keeps no durable data and started less than `max_ttl` ago.
+  pub fn quarantine_left(&self, max_ttl: Duration) -> Option<Duration> {
+    let since = self.shared.volatile_since_ms.load(Ordering::Relaxed);
+    if since == 0 {
+      return None;
+    }
+    let ends = epoch() + Duration::from_millis(since) + max_ttl;
+    let left = ends.saturating_duration_since(Instant::now());
+    (!left.is_zero()).then_some(left)
+  }
+
+  pub fn status(&self) -> NodeStatus {
+    self.status_guard().clone()
+  }
+
+  fn status_guard(&self) -> MutexGuard<'_, NodeStatus> {
+    self.shared.status.lock().unwrap_or_else(|e| e.into_inner())
   }
 
   pub fn label(&self) -> &str {
@@ -87,7 +130,9 @@ impl NodeClient {
       if breaks_connection(&error) {
         self.drop_connection(generation);
       }
-      self.shared.node.redact(&error.to_string())
+      let message = self.shared.node.redact(&error.to_string());
+      self.status_guard().last_error = Some(message.clone());
+      message
     })
   }
 
@@ -176,11 +221,15 @@ impl NodeClient {
           load.arg("LOAD").arg(*source);
           send(&mut conn, &load).await?;
         }
-        Ok::<_, RedisError>(conn)
+        let learnt = learn(&mut conn).await;
+        Ok::<_, RedisError>((conn, learnt))
       })
       .await;
       let next = match attempt {
-        Ok(Ok(conn)) => ConnState::Ready(next_generation(), conn),
+        Ok(Ok((conn, learnt))) => {
+          shared.record(learnt);
+          ConnState::Ready(next_generation(), conn)
+        }
         Ok(Err(error)) => down(&shared, describe(&error), previous_backoff),
         Err(_) => down(
           &shared,
@@ -218,8 +267,129 @@ async fn send(conn: &mut MultiplexedConnection, cmd: &redis::Cmd) -> redis::Redi
   conn.req_packed_command(cmd).await?.extract_error()
 }
 
+impl Shared {
+  /// Takes what a new connection learnt. The start is taken as late as the
+  /// uptime allows (it is whole seconds, rounded down), and a node that does
+  /// not tell its uptime counts as started now: both err on the safe side.
+  fn record(&self, learnt: Learnt) {
+    let now = Instant::now();
+    let started = learnt
+      .uptime
+      .and_then(|uptime| now.checked_sub(uptime))
+      .unwrap_or(now);
+    let volatile_since = match learnt.durable {
+      Some(true) => 0,
+      _ => (started.saturating_duration_since(epoch()).as_millis() as u64).max(1),
+    };
+    self
+      .volatile_since_ms
+      .store(volatile_since, Ordering::Relaxed);
+    let mut status = self.status.lock().unwrap_or_else(|e| e.into_inner());
+    status.run_id = learnt.run_id;
+    status.started = Some(started);
+    status.durable = learnt.durable;
+  }
+}
+
+/// What a node says about itself when a connection opens.
+struct Learnt {
+  run_id: Option<String>,
+  uptime: Option<Duration>,
+  durable: Option<bool>,
+}
+
+/// Asks the node for its run id, uptime and persistence. A node that refuses
+/// `INFO` or `CONFIG` (managed services often do) is not an error: what it
+/// does not tell is assumed the unsafe way.
+async fn learn(conn: &mut MultiplexedConnection) -> Learnt {
+  let mut info = redis::cmd("INFO");
+  info.arg("server");
+  let (run_id, uptime) = match send(conn, &info).await {
+    Ok(value) => parse_info(&text_of(&value)),
+    Err(_) => (None, None),
+  };
+  let mut config = redis::cmd("CONFIG");
+  config.arg("GET").arg("append*");
+  let durable = send(conn, &config)
+    .await
+    .ok()
+    .map(|value| is_durable(&pairs_of(&value)));
+  Learnt {
+    run_id,
+    uptime,
+    durable,
+  }
+}
+
+fn text_of(value: &Value) -> String {
+  match value {
+    Value::BulkString(bytes) => String::from_utf8_lossy(bytes).into_owned(),
+    Value::SimpleString(text) | Value::VerbatimString { text, .. } => text.clone(),
+    _ => String::new(),
+  }
+}
+
+fn pairs_of(value: &Value) -> Vec<(String, String)> {
+  match value {
+    Value::Array(items) => items
+      .chunks(2)
+      .filter_map(|pair| match pair {
+        [key, value] => Some((text_of(key), text_of(value))),
+        _ => None,
+      })
+      .collect(),
+    Value::Map(entries) => entries
+      .iter()
+      .map(|(key, value)| (text_of(key), text_of(value)))
+      .collect(),
+    _ => Vec::new(),
+  }
+}
+
+/// The run id and uptime from an `INFO server` reply.
+fn parse_info(info: &str) -> (Option<String>, Option<Duration>) {
+  let field = |name: &str| {
+    info
+      .lines()
+      .find_map(|line| line.strip_prefix(name)?.strip_prefix(':'))
+      .map(str::trim)
+  };
+  let run_id = field("run_id").map(str::to_string);
+  let uptime = field("uptime_in_seconds")
+    .and_then(|s| s.parse::<u64>().ok())
+    .map(Duration::from_secs);
+  (run_id, uptime)
+}
+
+/// Only an append-only file written before every reply survives a crash
+/// with every lock the node granted.
+fn is_durable(config: &[(String, String)]) -> bool {
+  let get = |name: &str| {
+    config
+      .iter()
+      .find(|(key, _)| key == name)
+      .map(|(_, value)| value.as_str())
+  };
+  get("appendonly") == Some("yes") && get("appendfsync") == Some("always")
+}
+
+/// The process's reference instant, so that instants fit in an atomic.
+fn epoch() -> Instant {
+  static EPOCH: OnceLock<Instant> = OnceLock::new();
+  *EPOCH.get_or_init(|| {
+    Instant::now()
+      .checked_sub(Duration::from_secs(3600))
+      .unwrap_or_else(Instant::now)
+  })
+}
+
 fn down(shared: &Shared, error: String, previous_backoff: Duration) -> ConnState {
   let backoff = (previous_backoff * 2).clamp(FIRST_BACKOFF, MAX_BACKOFF);
+  shared
+    .status
+    .lock()
+    .unwrap_or_else(|e| e.into_inner())
+    .last_error = Some(shared.node.redact(&error));
   ConnState::Down {
     error: shared.node.redact(&error).into(),
     retry_at: Instant::now() + backoff,
@@ -241,7 +411,35 @@ fn breaks_connection(error: &RedisError) -> bool {
 }
 
 fn next_generation() -> u64 {
-  use std::sync::atomic::{AtomicU64, Ordering};
   static GENERATION: AtomicU64 = AtomicU64::new(1);
   GENERATION.fetch_add(1, Ordering::Relaxed)
+}
+
+#[cfg(test)]
+mod tests {
+  use super::*;
+
+  #[test]
+  fn info_gives_the_run_id_and_uptime() {
+    let info = "# Server\r\nredis_version:7.0.15\r\nrun_id:abc123\r\nuptime_in_seconds:42\r\n";
+    assert_eq!(
+      parse_info(info),
+      (Some("abc123".into()), Some(Duration::from_secs(42)))
+    );
+    assert_eq!(parse_info("garbage"), (None, None));
+  }
+
+  #[test]
+  fn only_an_aof_synced_on_every_write_is_durable() {
+    let config = |only: &str, fsync: &str| {
+      vec![
+        ("appendonly".to_string(), only.to_string()),
+        ("appendfsync".to_string(), fsync.to_string()),
+      ]
+    };
+    assert!(is_durable(&config("yes", "always")));
+    assert!(!is_durable(&config("yes", "everysec")));
+    assert!(!is_durable(&config("no", "always")));
+    assert!(!is_durable(&[]));
+  }
 }

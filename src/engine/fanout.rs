@@ -3,6 +3,7 @@
 //! certain, or when the timeout gives up on the nodes still silent.
 
 use std::pin::pin;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -29,11 +30,15 @@ pub struct Votes {
 }
 
 /// Sends `request` to every node at once and returns as soon as the
-/// outcome is certain, or when `timeout` ends the wait for the rest.
+/// outcome is certain, or when `timeout` ends the wait for the rest. With
+/// `quarantine` (the longest TTL in use), a node that may have forgotten
+/// locks in a recent restart still gets the command but its vote does not
+/// count, neither for nor against.
 pub async fn fan_out(
   nodes: &[NodeClient],
   request: &Arc<Request>,
   timeout: Duration,
+  quarantine: Option<Duration>,
   vote: impl Fn(&Value) -> Option<bool>,
 ) -> Votes {
   let mut tally = Tally::new(nodes.len());
@@ -55,14 +60,15 @@ pub async fn fan_out(
       biased;
       answer = answers.next() => {
         let Some((i, answer)) = answer else { break };
+        let counts = quarantine.is_none_or(|max_ttl| nodes[i].quarantine_left(max_ttl).is_none());
         let verdict = match answer.map(|value| (vote(&value), value)) {
           Ok((Some(true), _)) => {
             replies[i] = Reply::Granted;
-            tally.grant()
+            if counts { tally.grant() } else { tally.fail() }
           }
           Ok((Some(false), _)) => {
             replies[i] = Reply::Refused;
-            tally.refuse()
+            if counts { tally.refuse() } else { tally.fail() }
           }
           Ok((None, value)) => {
             replies[i] = Reply::Failed(format!("unexpected reply {value:?}"));
@@ -116,6 +122,23 @@ pub fn acquire_vote(value: &Value) -> Option<bool> {
 pub fn script_vote(expected: i64) -> impl Fn(&Value) -> Option<bool> {
   move |value| match value {
     Value::Int(n) => Some(*n == expected),
+    _ => None,
+  }
+}
+
+/// Phase 1 of a fenced acquire answers `{1, counter}` when it locked and 0
+/// when it did not; the largest counter among the grants goes to `highest`.
+pub fn fenced_vote(highest: &AtomicU64) -> impl Fn(&Value) -> Option<bool> + '_ {
+  move |value| match value {
+    Value::Int(0) => Some(false),
+    Value::Array(items) => match items.as_slice() {
+      [Value::Int(1), Value::BulkString(counter)] => {
+        let counter = std::str::from_utf8(counter).ok()?.parse::<u64>().ok()?;
+        highest.fetch_max(counter, Ordering::Relaxed);
+        Some(true)
+      }
+      _ => None,
+    },
     _ => None,
   }
 }

@@ -1,7 +1,7 @@
 //! The Redlock orchestration: acquire, extend and release at quorum,
 //! compute the validity, clean up after a failed attempt, retry, and close.
 
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -10,24 +10,29 @@ use tokio::sync::{watch, Notify};
 use super::config::{AcquireOptions, LockConfig, Retries};
 use super::connection::NodeClient;
 use super::error::{LockError, NodeError};
-use super::fanout::{acquire_vote, fan_out, script_vote, Reply};
+use super::fanout::{acquire_vote, fan_out, fenced_vote, script_vote, Reply};
 use super::quorum::{quorum_of, validity_ms, Verdict};
 use super::registry::{HeldLock, Registry};
-use super::scripts::Scripts;
+use super::scripts::{fence_key, Scripts};
 use super::waiters::{Waiters, Waiting};
 use super::watchdog::Schedule;
 
+mod inspect;
 mod keep_alive;
 mod waits;
+
+pub use inspect::{HealthReport, LockInfo, NodeHealth, NodeLock};
 
 /// A lock this instance acquired, as the caller sees it.
 #[derive(Clone, Debug)]
 pub struct Acquired {
   /// The registry id the caller passes back to extend and release.
   pub id: u64,
+  /// This owner's random token; the stored value adds the metadata to it.
   pub value: Arc<str>,
   pub validity: Validity,
   pub attempts: u32,
+  pub fencing_token: Option<u64>,
 }
 
 /// How long a lease is guaranteed, counted from the moment its quorum was
@@ -64,6 +69,9 @@ struct Inner {
   closed: watch::Sender<bool>,
   in_flight: AtomicUsize,
   idle: Notify,
+  /// The longest TTL configured or used so far: how long a node that
+  /// restarted without its data stays out of the quorum.
+  max_ttl_ms: AtomicU64,
 }
 
 /// The quorum lock over a fixed set of independent nodes.
@@ -114,7 +122,6 @@ impl Engine {
     let waiters = Waiters::new(&nodes);
     Ok(Engine {
       inner: Arc::new(Inner {
-        config,
         nodes,
         scripts: Scripts::default(),
         registry: Mutex::new(Registry::default()),
@@ -124,6 +131,8 @@ impl Engine {
         closed: watch::Sender::new(false),
         in_flight: AtomicUsize::new(0),
         idle: Notify::new(),
+        max_ttl_ms: AtomicU64::new(config.max_ttl_ms.unwrap_or(0).max(config.lock_ttl_ms)),
+        config,
       }),
     })
   }
@@ -154,6 +163,10 @@ impl Engine {
       .map(|resource| format!("{}{resource}", config.key_prefix))
       .collect();
     let attempt_timeout = config.command_timeout.min(Duration::from_millis(ttl_ms));
+    let fences: Option<Arc<[String]>> = options
+      .fencing
+      .then(|| keys.iter().map(|key| fence_key(key)).collect());
+    let quarantine = inner.quarantine(ttl_ms);
     let deadline = options.wait.map(|wait| Instant::now() + wait);
     let mut waiting: Option<Waiting> = None;
     let aborted = || cancel.as_ref().is_some_and(|cancel| *cancel.borrow());
@@ -163,13 +176,57 @@ impl Engine {
         return Err(LockError::Aborted);
       }
       attempts += 1;
-      // A fresh value per attempt: the clean-up of an earlier attempt still
+      // A fresh token per attempt: the clean-up of an earlier attempt still
       // on its way to a slow node can then never delete this one's key.
-      let value: Arc<str> = uuid::Uuid::new_v4().to_string().into();
-      let request = Arc::new(inner.scripts.acquire(&keys, &value, ttl_ms));
+      let token: Arc<str> = uuid::Uuid::new_v4().to_string().into();
+      let value: Arc<str> = match &options.metadata {
+        Some(metadata) => format!("{token} {metadata}").into(),
+        None => token.clone(),
+      };
       let start = Instant::now();
-      let votes = fan_out(&inner.nodes, &request, attempt_timeout, acquire_vote).await;
-      if votes.verdict == Verdict::Won && !aborted() {
+      let highest = AtomicU64::new(0);
+      let votes = match &fences {
+        None => {
+          let request = Arc::new(inner.scripts.acquire(&keys, &value, ttl_ms));
+          fan_out(
+            &inner.nodes,
+            &request,
+            attempt_timeout,
+            quarantine,
+            acquire_vote,
+          )
+          .await
+        }
+        Some(fences) => {
+          let request = Arc::new(inner.scripts.acquire_fenced(&keys, fences, &value, ttl_ms));
+          let vote = fenced_vote(&highest);
+          fan_out(&inner.nodes, &request, attempt_timeout, quarantine, vote).await
+        }
+      };
+      let fencing_token = (votes.verdict == Verdict::Won && fences.is_some())
+        .then(|| highest.load(Ordering::Relaxed) + 1);
+      let raised = match (&fences, fencing_token) {
+        (Some(fences), Some(token)) => {
+          let request = Arc::new(inner.scripts.fence(&keys, fences, &value, token));
+          Some(
+            fan_out(
+              &inner.nodes,
+              &request,
+              attempt_timeout,
+              quarantine,
+              script_vote(1),
+            )
+            .await,
+          )
+        }
+        _ => None,
+      };
+      // A fenced attempt stands or falls with raising the counters.
+      let (verdict, failures) = match &raised {
+        Some(raised) => (raised.verdict, &raised.replies),
+        None => (votes.verdict, &votes.replies),
+      };
+      if verdict == Verdict::Won && !aborted() {
         if let Some(validity_ms) = validity_ms(ttl_ms, start.elapsed(), config.drift_factor) {
           let lock = HeldLock {
             keys: keys.clone(),
@@ -185,9 +242,10 @@ impl Engine {
               }
               Ok(Some(Acquired {
                 id,
-                value,
+                value: token,
                 validity: Validity::from_now(validity_ms),
                 attempts,
+                fencing_token,
               }))
             }
             None => {
@@ -204,13 +262,13 @@ impl Engine {
       };
       let time_left = deadline.is_none_or(|deadline| Instant::now() < deadline);
       if !retries_left || !time_left || aborted() {
-        return match votes.verdict {
+        return match verdict {
           _ if aborted() => Err(LockError::Aborted),
-          Verdict::Unavailable => Err(inner.unavailable(&votes.replies)),
+          Verdict::Unavailable => Err(inner.unavailable(failures, quarantine)),
           _ => Ok(None),
         };
       }
-      match (&waiting, deadline, votes.verdict) {
+      match (&waiting, deadline, verdict) {
         // Subscribed only once the lock turned out held, and then tried
         // again at once: a release between that attempt and the
         // subscription would otherwise go unnoticed.
@@ -307,7 +365,8 @@ impl Inner {
       .config
       .command_timeout
       .min(Duration::from_millis(ttl_ms));
-    let votes = fan_out(&self.nodes, &request, timeout, script_vote(1)).await;
+    let quarantine = self.quarantine(ttl_ms);
+    let votes = fan_out(&self.nodes, &request, timeout, quarantine, script_vote(1)).await;
     let validity = match votes.verdict {
       Verdict::Won => validity_ms(ttl_ms, start.elapsed(), self.config.drift_factor),
       _ => None,
@@ -364,6 +423,7 @@ impl Inner {
       &self.nodes,
       &request,
       self.config.command_timeout,
+      self.quarantine(lock.ttl_ms),
       script_vote(lock.keys.len() as i64),
     )
     .await;
@@ -382,17 +442,36 @@ impl Inner {
     registry.insert(lock)
   }
 
-  fn unavailable(&self, replies: &[Reply]) -> LockError {
+  /// How long a node that restarted without its data stays out of the
+  /// quorum, counting `ttl_ms` as used; `None` with quarantine off.
+  fn quarantine(&self, ttl_ms: u64) -> Option<Duration> {
+    if !self.config.restart_quarantine {
+      return None;
+    }
+    let before = self.max_ttl_ms.fetch_max(ttl_ms, Ordering::Relaxed);
+    Some(Duration::from_millis(before.max(ttl_ms)))
+  }
+
+  fn unavailable(&self, replies: &[Reply], quarantine: Option<Duration>) -> LockError {
     let node_errors = self
       .nodes
       .iter()
       .zip(replies)
-      .filter_map(|(node, reply)| match reply {
-        Reply::Failed(message) => Some(NodeError {
+      .filter_map(|(node, reply)| {
+        let message = match reply {
+          Reply::Failed(message) => message.clone(),
+          _ => {
+            let left = node.quarantine_left(quarantine?)?;
+            format!(
+              "restarted less than max_ttl_ms ago without durable persistence (AOF with appendfsync always), so it may have forgotten locks; its vote counts again in {} ms",
+              left.as_millis()
+            )
+          }
+        };
+        Some(NodeError {
           node: node.label().to_string(),
-          message: message.clone(),
-        }),
-        _ => None,
+          message,
+        })
       })
       .collect();
     LockError::QuorumUnavailable {

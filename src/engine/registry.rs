@@ -53,6 +53,11 @@ impl Registry {
     self.locks.get(&id).cloned()
   }
 
+  /// Whether a lock held under `value` is still in the registry.
+  pub fn holds_value(&self, value: &str) -> bool {
+    self.locks.values().any(|held| &*held.value == value)
+  }
+
   pub fn remove(&mut self, id: u64) -> Option<HeldLock> {
     self.locks.remove(&id)
   }

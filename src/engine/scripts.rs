@@ -12,16 +12,29 @@ pub struct Request {
 }
 
 const ACQUIRE_ALL: &str = include_str!("scripts/acquire_all.lua");
+const ACQUIRE_FENCED: &str = include_str!("scripts/acquire_fenced.lua");
+const FENCE: &str = include_str!("scripts/fence.lua");
 const EXTEND: &str = include_str!("scripts/extend.lua");
 const RELEASE: &str = include_str!("scripts/release.lua");
+const INSPECT: &str = include_str!("scripts/inspect.lua");
 
 /// Every script, for loading into a node as soon as it is connected.
-pub const SCRIPTS: &[&str] = &[ACQUIRE_ALL, EXTEND, RELEASE];
+pub const SCRIPTS: &[&str] = &[ACQUIRE_ALL, ACQUIRE_FENCED, FENCE, EXTEND, RELEASE, INSPECT];
+
+/// The fencing counter of a lock key. Outside the key prefix, so that the
+/// lock keys (`redlock:*`) are all the keys with a TTL, and the counters
+/// (`fence:redlock:*`), which have none, are found by their own pattern.
+pub fn fence_key(lock_key: &str) -> String {
+  format!("fence:{lock_key}")
+}
 
 pub struct Scripts {
   acquire_all: String,
+  acquire_fenced: String,
+  fence: String,
   extend: String,
   release: String,
+  inspect: String,
 }
 
 impl Default for Scripts {
@@ -29,8 +42,11 @@ impl Default for Scripts {
     let hash = |source| Script::new(source).get_hash().to_string();
     Scripts {
       acquire_all: hash(ACQUIRE_ALL),
+      acquire_fenced: hash(ACQUIRE_FENCED),
+      fence: hash(FENCE),
       extend: hash(EXTEND),
       release: hash(RELEASE),
+      inspect: hash(INSPECT),
     }
   }
 }
@@ -52,6 +68,33 @@ impl Scripts {
     }
   }
 
+  /// Phase 1 of a fenced acquire: `fences` are the counter keys of `keys`.
+  pub fn acquire_fenced(
+    &self,
+    keys: &[String],
+    fences: &[String],
+    value: &str,
+    ttl_ms: u64,
+  ) -> Request {
+    let both: Vec<&String> = keys.iter().chain(fences).collect();
+    evalsha(
+      &self.acquire_fenced,
+      ACQUIRE_FENCED,
+      &both,
+      &[value, &ttl_ms.to_string()],
+    )
+  }
+
+  /// Phase 2 of a fenced acquire: raises the counters to `token`.
+  pub fn fence(&self, keys: &[String], fences: &[String], value: &str, token: u64) -> Request {
+    let both: Vec<&String> = keys.iter().chain(fences).collect();
+    evalsha(&self.fence, FENCE, &both, &[value, &token.to_string()])
+  }
+
+  pub fn inspect(&self, key: &str) -> Request {
+    evalsha(&self.inspect, INSPECT, &[key], &[])
+  }
+
   pub fn extend(&self, keys: &[String], value: &str, ttl_ms: u64) -> Request {
     evalsha(&self.extend, EXTEND, keys, &[value, &ttl_ms.to_string()])
   }
@@ -61,7 +104,12 @@ impl Scripts {
   }
 }
 
-fn evalsha(hash: &str, source: &'static str, keys: &[String], args: &[&str]) -> Request {
+fn evalsha(
+  hash: &str,
+  source: &'static str,
+  keys: &[impl redis::ToRedisArgs],
+  args: &[&str],
+) -> Request {
   let mut cmd = redis::cmd("EVALSHA");
   cmd.arg(hash).arg(keys.len()).arg(keys).arg(args);
   Request {
