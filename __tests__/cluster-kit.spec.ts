@@ -228,6 +228,8 @@ describe('the keeper example and test:lock', () => {
       const [winner, loser] = /✓ lock acquired/.test(a.out.text) ? [a, b] : [b, a]
       await waitFor('the other to lose', () => /✗ lock unavailable/.test(loser.out.text), 20_000)
       assert.doesNotMatch(loser.out.text, /✓ lock acquired/)
+      const winnerName = winner === a ? 'keeper-a' : 'keeper-b'
+      await waitFor('the loser to name the holder', () => loser.out.text.includes(`✗ lock unavailable | held by ${winnerName} (test)`), 5_000)
       const exited = once(winner.child, 'exit')
       winner.child.kill('SIGKILL')
       await exited

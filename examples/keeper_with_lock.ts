@@ -64,6 +64,13 @@ async function holdAndWork(handle: LockHandle): Promise<void> {
   log(`Completed | Duration: ${Math.round((Date.now() - started) / 1000)}s | Renewals: ${renewals}`)
 }
 
+/** ` | held by <instance> (<region>)` when a majority agrees on a holder that said who it is. */
+async function heldBy(): Promise<string> {
+  const info = await lock.inspect(values.lock).catch(() => null)
+  const holder = info?.locked ? info.metadata : null
+  return holder?.instance ? ` | held by ${holder.instance} (${holder.region ?? 'unknown region'})` : ''
+}
+
 async function compete(): Promise<void> {
   console.log('='.repeat(72))
   console.log(`KEEPER ${instance} | Region: ${values.region} | Lock: ${values.lock} | TTL: ${ttlMs} ms`)
@@ -72,7 +79,8 @@ async function compete(): Promise<void> {
     log(`Attempting lock | Region: ${values.region}`)
     let handle: LockHandle | null
     try {
-      handle = await lock.acquire(values.lock)
+      // Who holds the lock travels with it, for the other keepers to print.
+      handle = await lock.acquire(values.lock, ttlMs, { metadata: { instance, region: values.region } })
     } catch (error) {
       const e = error as LockError
       if (e.code === 'ERR_LOCK_CLOSED') return
@@ -84,7 +92,7 @@ async function compete(): Promise<void> {
       log(`✓ lock acquired | Lease: ${handle.value.slice(0, 8)} | validity ${handle.validityMs} ms`)
       await holdAndWork(handle)
     } else {
-      log('✗ lock unavailable')
+      log(`✗ lock unavailable${await heldBy()}`)
       await sleep(retryMs)
     }
   }
