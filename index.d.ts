@@ -182,7 +182,7 @@ export declare class LockHandle {
   readonly resource: string
   /** Every resource this lock holds, in the order given. */
   readonly resources: string[]
-  /** This owner's unique random token, stored as the value of each key. */
+  /** This owner's unique random token, stored as the value of each key (followed by the metadata, when given). */
   readonly value: string
   /**
    * How long the lease is guaranteed, in ms, counted from the moment the

@@ -175,6 +175,8 @@ interface Outcome {
   overlaps: number
   worstOverlapMs: number
   tokenInversions: number
+  /** How many intervals carried a fencing token. */
+  tokens: number
   grantsInNoGrantWindows: number
   firstGrantAfterWindowMs: number | null
   keysWithoutTtl: number
@@ -300,6 +302,7 @@ async function runScenario(cluster: Cluster, scenario: Scenario): Promise<Outcom
     overlaps: found.length,
     worstOverlapMs: Math.max(0, ...found.map((o) => o.ms)),
     tokenInversions: inversions.length,
+    tokens: intervals.filter((i) => i.token !== undefined).length,
     grantsInNoGrantWindows: inWindows.length,
     firstGrantAfterWindowMs: afterWindow === null ? null : Number(afterWindow - faults.noGrant[0].to) / 1e6,
     keysWithoutTtl,
@@ -331,7 +334,10 @@ function table(outcomes: Outcome[], baseline: Map<number, number>): string {
     const availability = (o.perSecond / (baseline.get(o.size) ?? o.perSecond)) * 100
     const errors = [...o.errors].map(([code, n]) => `${code} ${n}`).join(', ') || 'none'
     const verdict = o.problems.length === 0 ? 'pass' : `FAIL: ${o.problems.join('; ')}`
-    const extra = o.firstGrantAfterWindowMs === null ? '' : ` (first grant ${o.firstGrantAfterWindowMs.toFixed(0)} ms after)`
+    const extra = [
+      o.firstGrantAfterWindowMs === null ? '' : ` (none granted during the pause, the first ${o.firstGrantAfterWindowMs.toFixed(0)} ms after)`,
+      o.tokens === 0 ? '' : ` (${o.tokens} tokens, ${o.tokenInversions} out of order)`,
+    ].join('')
     return `| ${o.size} | ${o.scenario.name} | ${o.acquisitions} | ${o.perSecond.toFixed(1)} | ${availability.toFixed(0)}% | ${o.overlaps}${o.overlaps ? ` (worst ${o.worstOverlapMs.toFixed(0)} ms)` : ''} | ${o.keysWithoutTtl} / ${o.keysLeft} | ${errors} | ${verdict}${extra} |`
   })
   return [
@@ -372,7 +378,7 @@ async function main(): Promise<void> {
       'no-fault run on as many nodes. Reproduce with `npm run test:faults`.',
       '',
     ]
-    writeFileSync(path.join(__dirname, 'RESULTS.md'), header.join('\n') + report + '\n')
+    writeFileSync(path.join(__dirname, 'RESULTS.md'), `${header.join('\n')}\n${report}\n`)
   }
   const failed = outcomes.filter((o) => o.problems.length > 0)
   if (failed.length > 0) {

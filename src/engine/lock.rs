@@ -10,7 +10,7 @@ use tokio::sync::{watch, Notify};
 use super::config::{AcquireOptions, LockConfig, Retries};
 use super::connection::NodeClient;
 use super::error::{LockError, NodeError};
-use super::fanout::{acquire_vote, fan_out, fenced_vote, script_vote, Reply};
+use super::fanout::{acquire_vote, fan_out, fenced_vote, script_vote, Reply, Votes};
 use super::quorum::{quorum_of, validity_ms, Verdict};
 use super::registry::{HeldLock, Registry};
 use super::scripts::{fence_key, Scripts};
@@ -184,48 +184,17 @@ impl Engine {
         None => token.clone(),
       };
       let start = Instant::now();
-      let highest = AtomicU64::new(0);
-      let votes = match &fences {
-        None => {
-          let request = Arc::new(inner.scripts.acquire(&keys, &value, ttl_ms));
-          fan_out(
-            &inner.nodes,
-            &request,
-            attempt_timeout,
-            quarantine,
-            acquire_vote,
-          )
-          .await
-        }
-        Some(fences) => {
-          let request = Arc::new(inner.scripts.acquire_fenced(&keys, fences, &value, ttl_ms));
-          let vote = fenced_vote(&highest);
-          fan_out(&inner.nodes, &request, attempt_timeout, quarantine, vote).await
-        }
-      };
-      let fencing_token = (votes.verdict == Verdict::Won && fences.is_some())
-        .then(|| highest.load(Ordering::Relaxed) + 1);
-      let raised = match (&fences, fencing_token) {
-        (Some(fences), Some(token)) => {
-          let request = Arc::new(inner.scripts.fence(&keys, fences, &value, token));
-          Some(
-            fan_out(
-              &inner.nodes,
-              &request,
-              attempt_timeout,
-              quarantine,
-              script_vote(1),
-            )
-            .await,
-          )
-        }
-        _ => None,
-      };
-      // A fenced attempt stands or falls with raising the counters.
-      let (verdict, failures) = match &raised {
-        Some(raised) => (raised.verdict, &raised.replies),
-        None => (votes.verdict, &votes.replies),
-      };
+      let attempt = inner
+        .attempt(
+          &keys,
+          fences.as_deref(),
+          &value,
+          ttl_ms,
+          attempt_timeout,
+          quarantine,
+        )
+        .await;
+      let verdict = attempt.verdict();
       if verdict == Verdict::Won && !aborted() {
         if let Some(validity_ms) = validity_ms(ttl_ms, start.elapsed(), config.drift_factor) {
           let lock = HeldLock {
@@ -245,17 +214,21 @@ impl Engine {
                 value: token,
                 validity: Validity::from_now(validity_ms),
                 attempts,
-                fencing_token,
+                fencing_token: attempt.fencing_token,
               }))
             }
             None => {
-              inner.clean_up(&keys, &value, &votes.replies).await;
+              inner
+                .clean_up(&keys, &value, &attempt.written.replies)
+                .await;
               Err(LockError::Closed)
             }
           };
         }
       }
-      inner.clean_up(&keys, &value, &votes.replies).await;
+      inner
+        .clean_up(&keys, &value, &attempt.written.replies)
+        .await;
       let retries_left = match options.retry.retries {
         Retries::Unlimited => true,
         Retries::Limited(retries) => attempts <= retries,
@@ -264,7 +237,7 @@ impl Engine {
       if !retries_left || !time_left || aborted() {
         return match verdict {
           _ if aborted() => Err(LockError::Aborted),
-          Verdict::Unavailable => Err(inner.unavailable(failures, quarantine)),
+          Verdict::Unavailable => Err(inner.unavailable(attempt.deciding(), quarantine)),
           _ => Ok(None),
         };
       }
@@ -332,7 +305,73 @@ impl Engine {
   }
 }
 
+/// One acquire attempt: the replies of the write, and with fencing those of
+/// raising the counters, which then decide it.
+struct Attempt {
+  written: Votes,
+  raised: Option<Votes>,
+  fencing_token: Option<u64>,
+}
+
+impl Attempt {
+  fn verdict(&self) -> Verdict {
+    self.raised.as_ref().unwrap_or(&self.written).verdict
+  }
+
+  fn deciding(&self) -> &[Reply] {
+    &self.raised.as_ref().unwrap_or(&self.written).replies
+  }
+}
+
 impl Inner {
+  /// Writes the lock to every node; with `fences`, then raises the
+  /// counters of the resources to the new token on every node that still
+  /// holds it, and the attempt stands or falls with that.
+  async fn attempt(
+    &self,
+    keys: &[String],
+    fences: Option<&[String]>,
+    value: &str,
+    ttl_ms: u64,
+    timeout: Duration,
+    quarantine: Option<Duration>,
+  ) -> Attempt {
+    let Some(fences) = fences else {
+      let request = Arc::new(self.scripts.acquire(keys, value, ttl_ms));
+      let written = fan_out(&self.nodes, &request, timeout, quarantine, acquire_vote).await;
+      return Attempt {
+        written,
+        raised: None,
+        fencing_token: None,
+      };
+    };
+    let highest = AtomicU64::new(0);
+    let request = Arc::new(self.scripts.acquire_fenced(keys, fences, value, ttl_ms));
+    let written = fan_out(
+      &self.nodes,
+      &request,
+      timeout,
+      quarantine,
+      fenced_vote(&highest),
+    )
+    .await;
+    if written.verdict != Verdict::Won {
+      return Attempt {
+        written,
+        raised: None,
+        fencing_token: None,
+      };
+    }
+    let token = highest.load(Ordering::Relaxed) + 1;
+    let request = Arc::new(self.scripts.fence(keys, fences, value, token));
+    let raised = fan_out(&self.nodes, &request, timeout, quarantine, script_vote(1)).await;
+    Attempt {
+      written,
+      raised: Some(raised),
+      fencing_token: Some(token),
+    }
+  }
+
   async fn shut_down(&self) {
     let inner = self;
     inner.schedule.stop();
