@@ -145,7 +145,11 @@ export class RedisNode {
 
   /** A plain client for checking what the node holds (not for paused nodes). */
   redis(): Redis {
-    this.client ??= new Redis({ port: this.port, host: '127.0.0.1', lazyConnect: false, maxRetriesPerRequest: 1 })
+    if (this.client === null) {
+      this.client = new Redis({ port: this.port, host: '127.0.0.1', lazyConnect: false, maxRetriesPerRequest: 1 })
+      // Commands reject while the node is down; the event would only add noise.
+      this.client.on('error', () => {})
+    }
     return this.client
   }
 
