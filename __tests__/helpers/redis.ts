@@ -3,7 +3,7 @@
 
 import { spawn, type ChildProcess } from 'node:child_process'
 import { once } from 'node:events'
-import { existsSync, mkdtempSync, rmSync } from 'node:fs'
+import { mkdtempSync, rmSync, statfsSync } from 'node:fs'
 import net from 'node:net'
 import os from 'node:os'
 import path from 'node:path'
@@ -59,6 +59,22 @@ export interface NodeOptions {
   tls?: { cert: string; key: string; ca: string }
 }
 
+/**
+ * Where nodes keep their append-only files: on tmpfs the fsync of every
+ * write costs nothing, and the file still outlives the process, which is
+ * the crash the specs inflict. A small /dev/shm (containers often have
+ * 64 MB) would fill up under the soak, so it needs room to spare.
+ */
+function dataRoot(): string {
+  try {
+    const shm = statfsSync('/dev/shm')
+    if (shm.bavail * shm.bsize >= 2 ** 30) return '/dev/shm'
+  } catch {
+    // no /dev/shm
+  }
+  return os.tmpdir()
+}
+
 /** One redis-server process. */
 export class RedisNode {
   readonly port: number
@@ -70,10 +86,7 @@ export class RedisNode {
   private constructor(port: number, options: NodeOptions) {
     this.port = port
     this.options = options
-    // On tmpfs the fsync of every write costs nothing, and the file still
-    // outlives the process, which is the crash the specs inflict.
-    const base = existsSync('/dev/shm') ? '/dev/shm' : os.tmpdir()
-    this.dir = mkdtempSync(path.join(base, 'rql-node-'))
+    this.dir = mkdtempSync(path.join(dataRoot(), 'rql-node-'))
   }
 
   static async start(options: NodeOptions = {}): Promise<RedisNode> {
