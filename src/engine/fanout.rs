@@ -9,10 +9,12 @@ use std::time::{Duration, Instant};
 
 use futures_util::stream::{FuturesUnordered, StreamExt};
 use redis::Value;
+use tokio::sync::watch;
 
 use super::connection::NodeClient;
 use super::quorum::{Tally, Verdict};
 use super::scripts::Request;
+use super::tracker::Tracker;
 
 /// What one node answered in one attempt.
 #[derive(Clone, Debug, PartialEq)]
@@ -27,6 +29,23 @@ pub struct Votes {
   pub verdict: Verdict,
   /// One reply per node, in the order of the nodes.
   pub replies: Vec<Reply>,
+  /// When the command still goes to nodes that were connecting after the
+  /// verdict: closed once it reached them (or gave up).
+  pub trailing: Option<Trailing>,
+}
+
+/// Writes of a decided command still on their way to nodes that were
+/// connecting. A later command on the same key (a release, a clean-up)
+/// waits for them, or it could reach such a node first and be undone.
+#[derive(Clone, Debug)]
+pub struct Trailing(watch::Receiver<()>);
+
+impl Trailing {
+  /// Resolves when the trailing writes are done, or after `limit`.
+  pub async fn done(&self, limit: Duration) {
+    let mut done = self.0.clone();
+    let _ = tokio::time::timeout(limit, done.changed()).await;
+  }
 }
 
 /// Sends `request` to every node at once and returns as soon as the
@@ -39,6 +58,7 @@ pub async fn fan_out(
   request: &Arc<Request>,
   timeout: Duration,
   quarantine: Option<Duration>,
+  work: &Arc<Tracker>,
   vote: impl Fn(&Value) -> Option<bool>,
 ) -> Votes {
   let mut tally = Tally::new(nodes.len());
@@ -80,16 +100,21 @@ pub async fn fan_out(
           }
         };
         if verdict != Verdict::Pending {
+          let mut trailing = None;
           if !all_connected && !answers.is_empty() {
             // A node that was still connecting has not been sent the
             // command yet; it gets it in the background, so that a write
             // or a delete reaches every node and not only a majority.
             let left = timeout.saturating_sub(started.elapsed());
+            let (finished, waiting) = watch::channel(());
+            let tracked = Tracker::track(work);
             tokio::spawn(async move {
               let _ = tokio::time::timeout(left, answers.collect::<Vec<_>>()).await;
+              drop((finished, tracked));
             });
+            trailing = Some(Trailing(waiting));
           }
-          return Votes { verdict, replies };
+          return Votes { verdict, replies, trailing };
         }
       }
       () = &mut deadline => {
@@ -104,6 +129,7 @@ pub async fn fan_out(
   Votes {
     verdict: tally.verdict(),
     replies,
+    trailing: None,
   }
 }
 

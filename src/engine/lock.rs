@@ -1,19 +1,20 @@
 //! The Redlock orchestration: acquire, extend and release at quorum,
 //! compute the validity, clean up after a failed attempt, retry, and close.
 
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use tokio::sync::{watch, Notify};
+use tokio::sync::watch;
 
 use super::config::{AcquireOptions, LockConfig, Retries};
 use super::connection::NodeClient;
 use super::error::{LockError, NodeError};
-use super::fanout::{acquire_vote, fan_out, fenced_vote, script_vote, Reply, Votes};
+use super::fanout::{acquire_vote, fan_out, fenced_vote, script_vote, Reply, Trailing, Votes};
 use super::quorum::{quorum_of, validity_ms, Verdict};
 use super::registry::{HeldLock, Registry};
 use super::scripts::{fence_key, Scripts};
+use super::tracker::{Tracked, Tracker};
 use super::waiters::{Waiters, Waiting};
 use super::watchdog::Schedule;
 
@@ -67,8 +68,7 @@ struct Inner {
   waiters: Waiters,
   on_lost: LostSink,
   closed: watch::Sender<bool>,
-  in_flight: AtomicUsize,
-  idle: Notify,
+  work: Arc<Tracker>,
   /// The longest TTL configured or used so far: how long a node that
   /// restarted without its data stays out of the quorum.
   max_ttl_ms: AtomicU64,
@@ -86,25 +86,16 @@ impl Drop for Inner {
   }
 }
 
-/// Counts an operation as in flight until dropped, so `close` can wait for it.
-struct InFlight<'a>(&'a Inner);
+/// Counts a call as under way until dropped, so `close` can wait for it.
+struct InFlight;
 
-impl<'a> InFlight<'a> {
-  fn enter(inner: &'a Inner) -> Result<Self, LockError> {
-    inner.in_flight.fetch_add(1, Ordering::SeqCst);
-    let guard = InFlight(inner);
+impl InFlight {
+  fn enter(inner: &Inner) -> Result<Tracked, LockError> {
+    let tracked = Tracker::track(&inner.work);
     if *inner.closed.borrow() {
       return Err(LockError::Closed);
     }
-    Ok(guard)
-  }
-}
-
-impl Drop for InFlight<'_> {
-  fn drop(&mut self) {
-    if self.0.in_flight.fetch_sub(1, Ordering::SeqCst) == 1 {
-      self.0.idle.notify_waiters();
-    }
+    Ok(tracked)
   }
 }
 
@@ -129,8 +120,7 @@ impl Engine {
         waiters,
         on_lost,
         closed: watch::Sender::new(false),
-        in_flight: AtomicUsize::new(0),
-        idle: Notify::new(),
+        work: Arc::default(),
         max_ttl_ms: AtomicU64::new(config.max_ttl_ms.unwrap_or(0).max(config.lock_ttl_ms)),
         config,
       }),
@@ -203,6 +193,7 @@ impl Engine {
             ttl_ms,
             valid_until: Instant::now() + Duration::from_millis(validity_ms),
             gone_at: start + Duration::from_millis(ttl_ms) + config.command_timeout,
+            trailing: attempt.written.trailing.clone(),
           };
           return match inner.register(lock) {
             Some(id) => {
@@ -219,7 +210,12 @@ impl Engine {
             }
             None => {
               inner
-                .clean_up(&keys, &value, &attempt.written.replies)
+                .clean_up(
+                  &keys,
+                  &value,
+                  &attempt.written.replies,
+                  attempt.written.trailing.as_ref(),
+                )
                 .await;
               Err(LockError::Closed)
             }
@@ -227,7 +223,12 @@ impl Engine {
         }
       }
       inner
-        .clean_up(&keys, &value, &attempt.written.replies)
+        .clean_up(
+          &keys,
+          &value,
+          &attempt.written.replies,
+          attempt.written.trailing.as_ref(),
+        )
         .await;
       let retries_left = match options.retry.retries {
         Retries::Unlimited => true,
@@ -338,7 +339,15 @@ impl Inner {
   ) -> Attempt {
     let Some(fences) = fences else {
       let request = Arc::new(self.scripts.acquire(keys, value, ttl_ms));
-      let written = fan_out(&self.nodes, &request, timeout, quarantine, acquire_vote).await;
+      let written = fan_out(
+        &self.nodes,
+        &request,
+        timeout,
+        quarantine,
+        &self.work,
+        acquire_vote,
+      )
+      .await;
       return Attempt {
         written,
         raised: None,
@@ -352,6 +361,7 @@ impl Inner {
       &request,
       timeout,
       quarantine,
+      &self.work,
       fenced_vote(&highest),
     )
     .await;
@@ -364,7 +374,15 @@ impl Inner {
     }
     let token = highest.load(Ordering::Relaxed) + 1;
     let request = Arc::new(self.scripts.fence(keys, fences, value, token));
-    let raised = fan_out(&self.nodes, &request, timeout, quarantine, script_vote(1)).await;
+    let raised = fan_out(
+      &self.nodes,
+      &request,
+      timeout,
+      quarantine,
+      &self.work,
+      script_vote(1),
+    )
+    .await;
     Attempt {
       written,
       raised: Some(raised),
@@ -376,16 +394,7 @@ impl Inner {
     let inner = self;
     inner.schedule.stop();
     let limit = inner.config.command_timeout;
-    let _ = tokio::time::timeout(limit, async {
-      loop {
-        let idle = inner.idle.notified();
-        if inner.in_flight.load(Ordering::SeqCst) == 0 {
-          break;
-        }
-        idle.await;
-      }
-    })
-    .await;
+    let _ = tokio::time::timeout(limit, inner.work.idle()).await;
     let held = inner.registry().close();
     let releases = held.iter().map(|lock| inner.release_held(lock));
     let _ = tokio::time::timeout(limit, futures_util::future::join_all(releases)).await;
@@ -405,7 +414,15 @@ impl Inner {
       .command_timeout
       .min(Duration::from_millis(ttl_ms));
     let quarantine = self.quarantine(ttl_ms);
-    let votes = fan_out(&self.nodes, &request, timeout, quarantine, script_vote(1)).await;
+    let votes = fan_out(
+      &self.nodes,
+      &request,
+      timeout,
+      quarantine,
+      &self.work,
+      script_vote(1),
+    )
+    .await;
     let validity = match votes.verdict {
       Verdict::Won => validity_ms(ttl_ms, start.elapsed(), self.config.drift_factor),
       _ => None,
@@ -422,14 +439,24 @@ impl Inner {
   /// on a minority goes now rather than stand in the next owner's way.
   async fn give_up(&self, id: u64, lock: &HeldLock, replies: &[Reply]) {
     self.registry().remove(id);
-    self.clean_up(&lock.keys, &lock.value, replies).await;
+    self
+      .clean_up(&lock.keys, &lock.value, replies, lock.trailing.as_ref())
+      .await;
   }
 
   /// Removes this attempt's keys wherever they may have been written: nodes
   /// that granted are cleaned before returning, so a retry is never blocked
   /// by its own key; nodes that failed or had not answered are cleaned in the
   /// background, so a stuck node does not delay the caller.
-  async fn clean_up(&self, keys: &[String], value: &str, replies: &[Reply]) {
+  /// The deletes wait for the attempt's trailing writes, so they cannot
+  /// overtake them on a node that was connecting.
+  async fn clean_up(
+    &self,
+    keys: &[String],
+    value: &str,
+    replies: &[Reply],
+    trailing: Option<&Trailing>,
+  ) {
     let request = Arc::new(self.scripts.release(keys, value));
     let mut granted = Vec::new();
     for (node, reply) in self.nodes.iter().zip(replies) {
@@ -440,8 +467,14 @@ impl Inner {
           let node = node.clone();
           let request = request.clone();
           let timeout = self.config.command_timeout;
+          let trailing = trailing.cloned();
+          let tracked = Tracker::track(&self.work);
           tokio::spawn(async move {
+            if let Some(trailing) = trailing {
+              trailing.done(timeout).await;
+            }
             let _ = tokio::time::timeout(timeout, node.query(&request)).await;
+            drop(tracked);
           });
         }
       }
@@ -457,12 +490,16 @@ impl Inner {
   }
 
   async fn release_held(&self, lock: &HeldLock) -> bool {
+    if let Some(trailing) = &lock.trailing {
+      trailing.done(self.config.command_timeout).await;
+    }
     let request = Arc::new(self.scripts.release(&lock.keys, &lock.value));
     let votes = fan_out(
       &self.nodes,
       &request,
       self.config.command_timeout,
       self.quarantine(lock.ttl_ms),
+      &self.work,
       script_vote(lock.keys.len() as i64),
     )
     .await;

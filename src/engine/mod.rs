@@ -3,7 +3,7 @@
 //! `config` holds every default, `node` parses node addresses, `quorum` the
 //! pure arithmetic, `connection` one multiplexed connection per node,
 //! `scripts` the commands and Lua scripts, `fanout` one command to every
-//! node decided at quorum, `registry` the locks held, `watchdog` the
+//! node decided at quorum, `registry` the locks held, `tracker` the work under way, `watchdog` the
 //! schedule of auto-extended leases, `waiters` the release notifications,
 //! `lock` the
 //! orchestration, and `error` the error codes. It is tested with `cargo test`
@@ -18,5 +18,6 @@ pub mod node;
 pub mod quorum;
 pub mod registry;
 pub mod scripts;
+pub mod tracker;
 pub mod waiters;
 pub mod watchdog;
