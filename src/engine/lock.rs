@@ -209,27 +209,13 @@ impl Engine {
               }))
             }
             None => {
-              inner
-                .clean_up(
-                  &keys,
-                  &value,
-                  &attempt.written.replies,
-                  attempt.written.trailing.as_ref(),
-                )
-                .await;
+              inner.clean_up_attempt(&keys, &value, &attempt).await;
               Err(LockError::Closed)
             }
           };
         }
       }
-      inner
-        .clean_up(
-          &keys,
-          &value,
-          &attempt.written.replies,
-          attempt.written.trailing.as_ref(),
-        )
-        .await;
+      inner.clean_up_attempt(&keys, &value, &attempt).await;
       let retries_left = match options.retry.retries {
         Retries::Unlimited => true,
         Retries::Limited(retries) => attempts <= retries,
@@ -444,12 +430,19 @@ impl Inner {
       .await;
   }
 
+  async fn clean_up_attempt(&self, keys: &[String], value: &str, attempt: &Attempt) {
+    let written = &attempt.written;
+    self
+      .clean_up(keys, value, &written.replies, written.trailing.as_ref())
+      .await;
+  }
+
   /// Removes this attempt's keys wherever they may have been written: nodes
   /// that granted are cleaned before returning, so a retry is never blocked
   /// by its own key; nodes that failed or had not answered are cleaned in the
-  /// background, so a stuck node does not delay the caller.
-  /// The deletes wait for the attempt's trailing writes, so they cannot
-  /// overtake them on a node that was connecting.
+  /// background, so a stuck node does not delay the caller. Those deletes
+  /// wait for the attempt's trailing writes, so they cannot overtake them on
+  /// a node that was connecting.
   async fn clean_up(
     &self,
     keys: &[String],
