@@ -6,6 +6,9 @@ export interface Interval {
   /** Which worker process and which of its handles: two intervals of one owner never overlap. */
   owner: string
   resource: string
+  /** When the acquire call began. */
+  called: bigint
+  /** When it resolved: the holder's belief starts here. */
   start: bigint
   end: bigint
   /** The fencing token, when the scenario asks for them. */

@@ -23,7 +23,7 @@ export interface WorkerConfig {
 }
 
 export type WorkerLine =
-  | { kind: 'interval'; owner: string; resource: string; start: string; end: string; token?: string }
+  | { kind: 'interval'; owner: string; resource: string; called: string; start: string; end: string; token?: string }
   | { kind: 'error'; code: string; message: string }
 
 const config = JSON.parse(process.argv[2]) as WorkerConfig
@@ -44,18 +44,20 @@ const random = (min: number, max: number) => min + Math.floor(Math.random() * (m
 const now = () => process.hrtime.bigint()
 const ms = (n: number) => BigInt(Math.floor(n * 1e6))
 
-function report(handle: LockHandle, owner: string, start: bigint, end: bigint): void {
+function report(handle: LockHandle, owner: string, called: bigint, start: bigint, end: bigint): void {
   emit({
     kind: 'interval',
     owner,
     resource: handle.resource,
+    called: String(called),
     start: String(start),
     end: String(end),
     ...(handle.fencingToken === null ? {} : { token: String(handle.fencingToken) }),
   })
 }
 
-async function hold(handle: LockHandle): Promise<void> {
+/** `called`: when the acquire call began; the interval starts when it resolved. */
+async function hold(handle: LockHandle, called: bigint): Promise<void> {
   const start = now()
   const owner = `${config.id}#${handles++}`
   // The belief ends when the validity the library reported ends, at the latest.
@@ -63,7 +65,7 @@ async function hold(handle: LockHandle): Promise<void> {
   if (config.mode === 'crash') {
     await sleep(random(5, config.ttlMs / 2))
     const death = now()
-    report(handle, owner, start, death < end ? death : end)
+    report(handle, owner, called, start, death < end ? death : end)
     process.exit(0)
   }
   if (config.mode === 'overstay' && Math.random() < 0.3) {
@@ -79,7 +81,7 @@ async function hold(handle: LockHandle): Promise<void> {
     }
   }
   const releasing = now()
-  report(handle, owner, start, releasing < end ? releasing : end)
+  report(handle, owner, called, start, releasing < end ? releasing : end)
   await lock.release(handle).catch((error: LockError) => emit({ kind: 'error', code: error.code, message: error.message }))
 }
 
@@ -87,6 +89,7 @@ async function loop(): Promise<void> {
   while (Date.now() < config.until) {
     const resource = config.resources[random(0, config.resources.length - 1)]
     let handle: LockHandle | null
+    const called = now()
     try {
       handle = await lock.acquire(resource, config.ttlMs, { fencing: config.fencing })
     } catch (error) {
@@ -99,7 +102,7 @@ async function loop(): Promise<void> {
       await sleep(random(1, 10))
       continue
     }
-    await hold(handle)
+    await hold(handle, called)
   }
 }
 
