@@ -185,8 +185,10 @@ export declare class LockHandle {
   /** This owner's unique random token, stored as the value of each key (followed by the metadata, when given). */
   readonly value: string
   /**
-   * How long the lease is guaranteed, in ms, counted from the moment the
-   * quorum was reached; updated by a successful extend.
+   * How long the lease is guaranteed, in ms, counted from the start of the
+   * acquire (or extend) call: `ttl - elapsed - drift`, so start + validityMs
+   * is a safe deadline even when the event loop was busy when the call
+   * resolved. Updated by a successful extend.
    */
   readonly validityMs: number
   /** Epoch ms at which the guaranteed validity ends; updated by a successful extend. */

@@ -60,8 +60,10 @@ function report(handle: LockHandle, owner: string, called: bigint, start: bigint
 async function hold(handle: LockHandle, called: bigint): Promise<void> {
   const start = now()
   const owner = `${config.id}#${handles++}`
-  // The belief ends when the validity the library reported ends, at the latest.
-  let end = start + ms(handle.validityMs)
+  // The belief ends when the validity the library reported ends, at the
+  // latest; validityMs counts from the start of the call (index.d.ts), not
+  // from when a busy event loop got to the result.
+  let end = called + ms(handle.validityMs)
   if (config.mode === 'crash') {
     await sleep(random(5, config.ttlMs / 2))
     const death = now()
@@ -73,9 +75,10 @@ async function hold(handle: LockHandle, called: bigint): Promise<void> {
   } else {
     await sleep(random(1, config.ttlMs / 4))
     if (Math.random() < 0.3) {
+      const extending = now()
       const extended = await lock.extend(handle).catch(() => false)
       const answered = now()
-      if (extended) end = answered + ms(handle.validityMs)
+      if (extended) end = extending + ms(handle.validityMs)
       else if (answered < end) end = answered
       await sleep(random(1, config.ttlMs / 4))
     }
