@@ -268,14 +268,15 @@ async fn send(conn: &mut MultiplexedConnection, cmd: &redis::Cmd) -> redis::Redi
 }
 
 impl Shared {
-  /// Takes what a new connection learnt. The start is taken as late as the
-  /// uptime allows (it is whole seconds, rounded down), and a node that does
-  /// not tell its uptime counts as started now: both err on the safe side.
+  /// Takes what a new connection learnt. The uptime is the difference of
+  /// two clock readings each cut to whole seconds, so it may be up to a
+  /// second more than the truth: the start is taken a second later than it
+  /// says. A node that does not tell its uptime counts as started now.
   fn record(&self, learnt: Learnt) {
     let now = Instant::now();
     let started = learnt
       .uptime
-      .and_then(|uptime| now.checked_sub(uptime))
+      .and_then(|uptime| now.checked_sub(uptime.saturating_sub(Duration::from_secs(1))))
       .unwrap_or(now);
     let volatile_since = match learnt.durable {
       Some(true) => 0,
