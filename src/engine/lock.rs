@@ -5,6 +5,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
+use redis::Value;
 use tokio::sync::watch;
 
 use super::config::{AcquireOptions, LockConfig, Retries};
@@ -13,7 +14,7 @@ use super::error::{LockError, NodeError};
 use super::fanout::{acquire_vote, fan_out, fenced_vote, script_vote, Reply, Trailing, Votes};
 use super::quorum::{quorum_of, validity_ms, Verdict};
 use super::registry::{HeldLock, Registry};
-use super::scripts::{fence_key, Scripts};
+use super::scripts::{fence_key, Request, Scripts};
 use super::tracker::{Tracked, Tracker};
 use super::waiters::{Waiters, Waiting};
 use super::watchdog::Schedule;
@@ -325,15 +326,9 @@ impl Inner {
   ) -> Attempt {
     let Some(fences) = fences else {
       let request = Arc::new(self.scripts.acquire(keys, value, ttl_ms));
-      let written = fan_out(
-        &self.nodes,
-        &request,
-        timeout,
-        quarantine,
-        &self.work,
-        acquire_vote,
-      )
-      .await;
+      let written = self
+        .fan_out(&request, timeout, quarantine, acquire_vote)
+        .await;
       return Attempt {
         written,
         raised: None,
@@ -342,15 +337,9 @@ impl Inner {
     };
     let highest = AtomicU64::new(0);
     let request = Arc::new(self.scripts.acquire_fenced(keys, fences, value, ttl_ms));
-    let written = fan_out(
-      &self.nodes,
-      &request,
-      timeout,
-      quarantine,
-      &self.work,
-      fenced_vote(&highest),
-    )
-    .await;
+    let written = self
+      .fan_out(&request, timeout, quarantine, fenced_vote(&highest))
+      .await;
     if written.verdict != Verdict::Won {
       return Attempt {
         written,
@@ -360,20 +349,25 @@ impl Inner {
     }
     let token = highest.load(Ordering::Relaxed) + 1;
     let request = Arc::new(self.scripts.fence(keys, fences, value, token));
-    let raised = fan_out(
-      &self.nodes,
-      &request,
-      timeout,
-      quarantine,
-      &self.work,
-      script_vote(1),
-    )
-    .await;
+    let raised = self
+      .fan_out(&request, timeout, quarantine, script_vote(1))
+      .await;
     Attempt {
       written,
       raised: Some(raised),
       fencing_token: Some(token),
     }
+  }
+
+  /// `fan_out` over this instance's nodes, its background writes tracked.
+  async fn fan_out(
+    &self,
+    request: &Arc<Request>,
+    timeout: Duration,
+    quarantine: Option<Duration>,
+    vote: impl Fn(&Value) -> Option<bool>,
+  ) -> Votes {
+    fan_out(&self.nodes, request, timeout, quarantine, &self.work, vote).await
   }
 
   async fn shut_down(&self) {
@@ -400,15 +394,9 @@ impl Inner {
       .command_timeout
       .min(Duration::from_millis(ttl_ms));
     let quarantine = self.quarantine(ttl_ms);
-    let votes = fan_out(
-      &self.nodes,
-      &request,
-      timeout,
-      quarantine,
-      &self.work,
-      script_vote(1),
-    )
-    .await;
+    let votes = self
+      .fan_out(&request, timeout, quarantine, script_vote(1))
+      .await;
     let validity = match votes.verdict {
       Verdict::Won => validity_ms(ttl_ms, start.elapsed(), self.config.drift_factor),
       _ => None,
@@ -487,15 +475,14 @@ impl Inner {
       trailing.done(self.config.command_timeout).await;
     }
     let request = Arc::new(self.scripts.release(&lock.keys, &lock.value));
-    let votes = fan_out(
-      &self.nodes,
-      &request,
-      self.config.command_timeout,
-      self.quarantine(lock.ttl_ms),
-      &self.work,
-      script_vote(lock.keys.len() as i64),
-    )
-    .await;
+    let votes = self
+      .fan_out(
+        &request,
+        self.config.command_timeout,
+        self.quarantine(lock.ttl_ms),
+        script_vote(lock.keys.len() as i64),
+      )
+      .await;
     votes.verdict == Verdict::Won
   }
 
