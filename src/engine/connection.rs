@@ -207,8 +207,11 @@ impl NodeClient {
     }
     let shared = self.shared.clone();
     tokio::spawn(async move {
-      let config =
-        AsyncConnectionConfig::new().set_connection_timeout(Some(shared.connect_timeout));
+      // Every caller bounds its own wait (a fan-out's deadline, the connect
+      // timeout): a timer per command inside the client would only cost.
+      let config = AsyncConnectionConfig::new()
+        .set_connection_timeout(Some(shared.connect_timeout))
+        .set_response_timeout(None);
       let attempt = tokio::time::timeout(shared.connect_timeout, async {
         let mut conn = shared
           .client
