@@ -20,6 +20,10 @@ use tokio::sync::watch;
 use super::node::NodeConfig;
 use super::scripts::{Request, SCRIPTS};
 
+mod learn;
+
+use learn::{learn, Learnt};
+
 const FIRST_BACKOFF: Duration = Duration::from_millis(50);
 const MAX_BACKOFF: Duration = Duration::from_secs(2);
 
@@ -295,88 +299,6 @@ impl Shared {
   }
 }
 
-/// What a node says about itself when a connection opens.
-struct Learnt {
-  run_id: Option<String>,
-  uptime: Option<Duration>,
-  durable: Option<bool>,
-}
-
-/// Asks the node for its run id, uptime and persistence. A node that refuses
-/// `INFO` or `CONFIG` (managed services often do) is not an error: what it
-/// does not tell is assumed the unsafe way.
-async fn learn(conn: &mut MultiplexedConnection) -> Learnt {
-  let mut info = redis::cmd("INFO");
-  info.arg("server");
-  let (run_id, uptime) = match send(conn, &info).await {
-    Ok(value) => parse_info(&text_of(&value)),
-    Err(_) => (None, None),
-  };
-  let mut config = redis::cmd("CONFIG");
-  config.arg("GET").arg("append*");
-  let durable = send(conn, &config)
-    .await
-    .ok()
-    .map(|value| is_durable(&pairs_of(&value)));
-  Learnt {
-    run_id,
-    uptime,
-    durable,
-  }
-}
-
-fn text_of(value: &Value) -> String {
-  match value {
-    Value::BulkString(bytes) => String::from_utf8_lossy(bytes).into_owned(),
-    Value::SimpleString(text) | Value::VerbatimString { text, .. } => text.clone(),
-    _ => String::new(),
-  }
-}
-
-fn pairs_of(value: &Value) -> Vec<(String, String)> {
-  match value {
-    Value::Array(items) => items
-      .chunks(2)
-      .filter_map(|pair| match pair {
-        [key, value] => Some((text_of(key), text_of(value))),
-        _ => None,
-      })
-      .collect(),
-    Value::Map(entries) => entries
-      .iter()
-      .map(|(key, value)| (text_of(key), text_of(value)))
-      .collect(),
-    _ => Vec::new(),
-  }
-}
-
-/// The run id and uptime from an `INFO server` reply.
-fn parse_info(info: &str) -> (Option<String>, Option<Duration>) {
-  let field = |name: &str| {
-    info
-      .lines()
-      .find_map(|line| line.strip_prefix(name)?.strip_prefix(':'))
-      .map(str::trim)
-  };
-  let run_id = field("run_id").map(str::to_string);
-  let uptime = field("uptime_in_seconds")
-    .and_then(|s| s.parse::<u64>().ok())
-    .map(Duration::from_secs);
-  (run_id, uptime)
-}
-
-/// Only an append-only file written before every reply survives a crash
-/// with every lock the node granted.
-fn is_durable(config: &[(String, String)]) -> bool {
-  let get = |name: &str| {
-    config
-      .iter()
-      .find(|(key, _)| key == name)
-      .map(|(_, value)| value.as_str())
-  };
-  get("appendonly") == Some("yes") && get("appendfsync") == Some("always")
-}
-
 /// The process's reference instant, so that instants fit in an atomic.
 fn epoch() -> Instant {
   static EPOCH: OnceLock<Instant> = OnceLock::new();
@@ -417,33 +339,4 @@ fn breaks_connection(error: &RedisError) -> bool {
 fn next_generation() -> u64 {
   static GENERATION: AtomicU64 = AtomicU64::new(1);
   GENERATION.fetch_add(1, Ordering::Relaxed)
-}
-
-#[cfg(test)]
-mod tests {
-  use super::*;
-
-  #[test]
-  fn info_gives_the_run_id_and_uptime() {
-    let info = "# Server\r\nredis_version:7.0.15\r\nrun_id:abc123\r\nuptime_in_seconds:42\r\n";
-    assert_eq!(
-      parse_info(info),
-      (Some("abc123".into()), Some(Duration::from_secs(42)))
-    );
-    assert_eq!(parse_info("garbage"), (None, None));
-  }
-
-  #[test]
-  fn only_an_aof_synced_on_every_write_is_durable() {
-    let config = |only: &str, fsync: &str| {
-      vec![
-        ("appendonly".to_string(), only.to_string()),
-        ("appendfsync".to_string(), fsync.to_string()),
-      ]
-    };
-    assert!(is_durable(&config("yes", "always")));
-    assert!(!is_durable(&config("yes", "everysec")));
-    assert!(!is_durable(&config("no", "always")));
-    assert!(!is_durable(&[]));
-  }
 }
