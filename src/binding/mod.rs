@@ -9,6 +9,7 @@ mod node_options;
 mod options;
 mod raw;
 mod reports;
+mod spelling;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, OnceLock};

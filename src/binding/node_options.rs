@@ -3,8 +3,9 @@
 
 use std::collections::HashMap;
 
-use super::options::{invalid, suggestion, EnvLookup};
+use super::options::{invalid, EnvLookup};
 use super::raw::Raw;
+use super::spelling::suggestion;
 use crate::engine::config;
 use crate::engine::node::{printable, NodeConfig};
 
