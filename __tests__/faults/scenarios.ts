@@ -1,0 +1,153 @@
+// The fault suite's scenarios: what each nemesis does to the nodes while
+// the workers take locks, and what it records for the checks in run.ts.
+
+import Redis from 'ioredis'
+
+import { waitFor, type RedisNode } from '../helpers/redis'
+
+/** The TTL every worker uses, and so the longest TTL in use. */
+export const TTL_MS = 1_000
+
+export const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms))
+const pick = <T>(items: T[], count: number): T[] => [...items].sort(() => Math.random() - 0.5).slice(0, count)
+
+/** What the nemesis did, for the checks that depend on it. */
+export interface Faults {
+  /** Nodes that cannot answer right now: the leak probe skips them. */
+  faulted: Set<RedisNode>
+  /** Monotonic ns windows during which no acquire begun in them may succeed. */
+  noGrant: { from: bigint; to: bigint }[]
+}
+
+export interface Scenario {
+  name: string
+  /** The control: must show overlaps. */
+  control?: boolean
+  quarantine?: boolean
+  fencing?: boolean
+  nemesis: (nodes: RedisNode[], faults: Faults, until: number) => Promise<void>
+}
+
+const minority = (n: number) => Math.floor((n - 1) / 2)
+
+async function pauseFor(node: RedisNode, ms: number, faults: Faults): Promise<void> {
+  faults.faulted.add(node)
+  node.pause()
+  await sleep(ms)
+  node.resume()
+  faults.faulted.delete(node)
+}
+
+async function restart(node: RedisNode, afterMs: number, faults: Faults): Promise<void> {
+  faults.faulted.add(node)
+  await node.kill()
+  await sleep(afterMs)
+  await node.start()
+  faults.faulted.delete(node)
+}
+
+/**
+ * The hole Redlock has without quarantine: while `paused` cannot vote, locks
+ * are granted by the others, `crashed` among them; then `paused` comes back
+ * and `crashed` restarts at once without its data, so `paused` and
+ * `crashed` together form a majority that knows nothing of those locks.
+ */
+async function crashBehindAPause(nodes: RedisNode[], faults: Faults, until: number): Promise<void> {
+  const m = minority(nodes.length)
+  while (Date.now() < until - TTL_MS) {
+    const [paused, crashed] = [pick(nodes, m), [] as RedisNode[]]
+    crashed.push(...pick(nodes.filter((node) => !paused.includes(node)), m))
+    for (const node of paused) {
+      faults.faulted.add(node)
+      node.pause()
+    }
+    // The crash follows as soon as a lock is held without the paused nodes
+    // (its key is on a node about to crash), while that lock is still held.
+    const held = () => crashed[0].redis().keys('redlock:*').then((keys) => keys.length > 0)
+    await waitFor('a lock granted during the pause', held, 1_500).catch(() => {})
+    await Promise.all([
+      ...paused.map(async (node) => {
+        node.resume()
+        faults.faulted.delete(node)
+      }),
+      ...crashed.map((node) => restart(node, 0, faults)),
+    ])
+    await sleep(300)
+  }
+}
+
+export const SCENARIOS: Scenario[] = [
+  { name: 'no faults', nemesis: async () => {} },
+  {
+    name: 'a minority paused (SIGSTOP/SIGCONT) repeatedly',
+    async nemesis(nodes, faults, until) {
+      while (Date.now() < until - 1_000) {
+        await Promise.all(pick(nodes, minority(nodes.length)).map((node) => pauseFor(node, 200 + Math.random() * 400, faults)))
+        await sleep(200 + Math.random() * 300)
+      }
+    },
+  },
+  {
+    name: 'a minority killed, restarted after the longest TTL',
+    async nemesis(nodes, faults, until) {
+      while (Date.now() < until - 2 * TTL_MS) {
+        await Promise.all(pick(nodes, minority(nodes.length)).map((node) => restart(node, TTL_MS + 300, faults)))
+        await sleep(TTL_MS + 300)
+      }
+    },
+  },
+  { name: 'a minority killed and restarted at once without its data (quarantine on)', nemesis: crashBehindAPause },
+  {
+    name: 'the same with quarantine off (control: must overlap)',
+    control: true,
+    quarantine: false,
+    nemesis: crashBehindAPause,
+  },
+  {
+    name: 'a majority paused for 1.5 s',
+    async nemesis(nodes, faults, until) {
+      await sleep(Math.min(2_000, (until - Date.now()) / 4))
+      const majority = pick(nodes, nodes.length - minority(nodes.length))
+      const from = process.hrtime.bigint()
+      for (const node of majority) {
+        faults.faulted.add(node)
+        node.pause()
+      }
+      await sleep(1_500)
+      // Read before the first SIGCONT: the first node back restores a quorum,
+      // and a grant may follow within microseconds, sooner than this process
+      // could read the clock after resuming on a busy machine.
+      const to = process.hrtime.bigint()
+      for (const node of majority) {
+        node.resume()
+        faults.faulted.delete(node)
+      }
+      // Replies sent before the pause may still arrive: 50 ms of slack.
+      faults.noGrant.push({ from: from + 50_000_000n, to })
+    },
+  },
+  {
+    name: 'one node slowed with DEBUG SLEEP',
+    async nemesis(nodes, _faults, until) {
+      const slow = new Redis({ host: '127.0.0.1', port: nodes[0].port })
+      try {
+        while (Date.now() < until - 1_000) {
+          await slow.call('DEBUG', 'SLEEP', '0.3')
+          await sleep(200)
+        }
+      } finally {
+        slow.disconnect()
+      }
+    },
+  },
+  {
+    name: 'fencing on, a minority paused repeatedly',
+    fencing: true,
+    async nemesis(nodes, faults, until) {
+      while (Date.now() < until - 1_000) {
+        await Promise.all(pick(nodes, minority(nodes.length)).map((node) => pauseFor(node, 200 + Math.random() * 400, faults)))
+        await sleep(200 + Math.random() * 300)
+      }
+    },
+  },
+]
