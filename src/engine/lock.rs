@@ -11,7 +11,7 @@ use tokio::sync::watch;
 use super::config::{AcquireOptions, LockConfig, Retries};
 use super::connection::NodeClient;
 use super::error::{LockError, NodeError};
-use super::fanout::{fan_out, script_vote, Reply, Votes};
+use super::fanout::{fan_out, Reply, Votes};
 use super::quorum::{quorum_of, validity_ms, Verdict};
 use super::registry::{HeldLock, Registry};
 use super::scripts::{fence_key, Request, Scripts};
@@ -22,6 +22,7 @@ use super::watchdog::Schedule;
 mod attempt;
 mod inspect;
 mod keep_alive;
+mod lease;
 mod waits;
 
 pub use inspect::{HealthReport, LockInfo, NodeHealth, NodeLock};
@@ -318,56 +319,6 @@ impl Inner {
     for node in &inner.nodes {
       node.close();
     }
-  }
-
-  /// One extension to `ttl_ms` on every node that still holds the lock:
-  /// its new validity when a majority extended it in time, and the replies.
-  async fn try_extend(&self, id: u64, lock: &HeldLock, ttl_ms: u64) -> (Option<u64>, Vec<Reply>) {
-    let request = Arc::new(self.scripts.extend(&lock.keys, &lock.value, ttl_ms));
-    let start = Instant::now();
-    let timeout = self
-      .config
-      .command_timeout
-      .min(Duration::from_millis(ttl_ms));
-    let quarantine = self.quarantine(ttl_ms);
-    let votes = self
-      .fan_out(&request, timeout, quarantine, script_vote(1))
-      .await;
-    let validity = match votes.verdict {
-      Verdict::Won => validity_ms(ttl_ms, start.elapsed(), self.config.drift_factor),
-      _ => None,
-    };
-    if let Some(ms) = validity {
-      let valid_until = Instant::now() + Duration::from_millis(ms);
-      let gone_at = start + Duration::from_millis(ttl_ms) + self.config.command_timeout;
-      self.registry().extend(id, valid_until, gone_at);
-    }
-    (validity, votes.replies)
-  }
-
-  /// The lease is lost: the lock leaves the registry, and what is left of it
-  /// on a minority goes now rather than stand in the next owner's way.
-  async fn give_up(&self, id: u64, lock: &HeldLock, replies: &[Reply]) {
-    self.registry().remove(id);
-    self
-      .clean_up(&lock.keys, &lock.value, replies, lock.trailing.as_ref())
-      .await;
-  }
-
-  async fn release_held(&self, lock: &HeldLock) -> bool {
-    if let Some(trailing) = &lock.trailing {
-      trailing.done(self.config.command_timeout).await;
-    }
-    let request = Arc::new(self.scripts.release(&lock.keys, &lock.value));
-    let votes = self
-      .fan_out(
-        &request,
-        self.config.command_timeout,
-        self.quarantine(lock.ttl_ms),
-        script_vote(lock.keys.len() as i64),
-      )
-      .await;
-    votes.verdict == Verdict::Won
   }
 
   fn registry(&self) -> MutexGuard<'_, Registry> {
