@@ -29,6 +29,25 @@ describe('extend and release', () => {
     await cluster.settled('redlock:extend', [handle.value, handle.value, handle.value])
   })
 
+  test('an extend right after an acquire whose write still waits for a connecting node sets the new TTL there too', async () => {
+    // A new instance connects with its first acquire; the paused node holds
+    // its connection half-open, so the lock's write to it trails the grant.
+    const fresh = new DistributedLock({ redis_nodes: cluster.addresses, retry_count: 0, command_timeout_ms: 2_000 })
+    const connecting = cluster.nodes[2]
+    connecting.pause()
+    try {
+      const handle = await fresh.acquire('trailing', 2_000)
+      assert.ok(handle)
+      const extended = fresh.extend(handle, 20_000)
+      setTimeout(() => connecting.resume(), 100)
+      assert.equal(await extended, true)
+      await waitFor('every node to hold the new TTL', async () => (await cluster.pttls('redlock:trailing')).every((pttl) => pttl > 19_000))
+    } finally {
+      connecting.resume()
+      await fresh.close()
+    }
+  })
+
   test('extend without a TTL renews for the TTL the lock was acquired with', async () => {
     const handle = await lock.acquire('renew', 5_000)
     assert.ok(handle)

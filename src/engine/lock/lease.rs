@@ -18,6 +18,12 @@ impl Inner {
     lock: &HeldLock,
     ttl_ms: u64,
   ) -> (Option<u64>, Vec<Reply>) {
+    // On a node that was still connecting, an extension that overtook the
+    // acquire's write would find nothing, and the write would then leave
+    // the key there with its first TTL.
+    if let Some(trailing) = &lock.trailing {
+      trailing.done(self.config.command_timeout).await;
+    }
     let request = Arc::new(self.scripts.extend(&lock.keys, &lock.value, ttl_ms));
     let start = Instant::now();
     let timeout = self
