@@ -18,12 +18,7 @@ impl Inner {
     lock: &HeldLock,
     ttl_ms: u64,
   ) -> (Option<u64>, Vec<Reply>) {
-    // On a node that was still connecting, an extension that overtook the
-    // acquire's write would find nothing, and the write would then leave
-    // the key there with its first TTL.
-    if let Some(trailing) = &lock.trailing {
-      trailing.done(self.config.command_timeout).await;
-    }
+    self.acquire_writes_landed(lock).await;
     let request = Arc::new(self.scripts.extend(&lock.keys, &lock.value, ttl_ms));
     let start = Instant::now();
     let timeout = self
@@ -56,9 +51,7 @@ impl Inner {
   }
 
   pub(super) async fn release_held(&self, lock: &HeldLock) -> bool {
-    if let Some(trailing) = &lock.trailing {
-      trailing.done(self.config.command_timeout).await;
-    }
+    self.acquire_writes_landed(lock).await;
     let request = Arc::new(self.scripts.release(&lock.keys, &lock.value));
     let votes = self
       .fan_out(
@@ -69,5 +62,16 @@ impl Inner {
       )
       .await;
     votes.verdict == Verdict::Won
+  }
+
+  /// Waits for the acquire's writes still on their way to nodes that were
+  /// connecting (bounded by that attempt's own deadline). A later command on
+  /// the key that overtook them there would be undone: a delete by the write
+  /// landing after it, an extension by finding no key and the write then
+  /// leaving its first TTL.
+  async fn acquire_writes_landed(&self, lock: &HeldLock) {
+    if let Some(trailing) = &lock.trailing {
+      trailing.done(self.config.command_timeout).await;
+    }
   }
 }
