@@ -4,10 +4,10 @@
 // a message naming the problem; never a crash, a hang, or a key without TTL.
 
 import assert from 'node:assert/strict'
-import { after, before, describe, test } from 'node:test'
+import { before, describe, test } from 'node:test'
 
 import { DistributedLock, type LockError, type LockHandle } from '..'
-import { Cluster } from './helpers/redis'
+import { useCluster } from './helpers/fixture'
 
 const NODES = ['127.0.0.1:1', '127.0.0.1:2', '127.0.0.1:3']
 /** Values no numeric option takes. */
@@ -85,19 +85,11 @@ describe('bad input: constructor options', () => {
 })
 
 describe('bad input: calls', () => {
-  let cluster: Cluster
-  let lock: DistributedLock
+  const t = useCluster(3, { lock: { retry_count: 0 } })
   let other: DistributedLock
 
-  before(async () => {
-    cluster = await Cluster.start(3)
-    lock = new DistributedLock({ redis_nodes: cluster.addresses, retry_count: 0 })
-    other = new DistributedLock({ redis_nodes: cluster.addresses, retry_count: 0 })
-  })
-  after(async () => {
-    await lock.close()
-    await other.close()
-    await cluster.stop()
+  before(() => {
+    other = t.newLock({ retry_count: 0 })
   })
 
   /** Rejects with ERR_INVALID_ARG and a message matching `message`. */
@@ -112,7 +104,7 @@ describe('bad input: calls', () => {
 
   /** No key of this library without a TTL on any node. */
   async function everyKeyHasATtl(): Promise<void> {
-    for (const node of cluster.nodes) {
+    for (const node of t.cluster.nodes) {
       for (const key of await node.redis().keys('redlock:*')) {
         assert.notEqual(await node.redis().pttl(key), -1, `${key} has no TTL`)
       }
@@ -134,58 +126,58 @@ describe('bad input: calls', () => {
       [{ lock_ttl_ms: 1 }, /option of the DistributedLock constructor/],
       [{ retries: 1 }, /'retries'/],
     ]
-    for (const [options, message] of cases) await invalid(() => lock.acquire('x', 1_000, options), message)
-    await assert.rejects(lock.acquire('x', 1_000, { signal: 'stop' as never }), { code: 'ERR_INVALID_ARG', message: /'signal'.*AbortSignal/ })
+    for (const [options, message] of cases) await invalid(() => t.lock.acquire('x', 1_000, options), message)
+    await assert.rejects(t.lock.acquire('x', 1_000, { signal: 'stop' as never }), { code: 'ERR_INVALID_ARG', message: /'signal'.*AbortSignal/ })
   })
 
   test('TTLs: each wrong type and range', async () => {
     for (const ttl of [...NOT_NUMBERS.filter((v) => v !== null && typeof v !== 'object'), 0, -1, 2 ** 31]) {
-      await invalid(() => lock.acquire('x', ttl as never), /ttlMs/)
+      await invalid(() => t.lock.acquire('x', ttl as never), /ttlMs/)
     }
-    const handle = await lock.acquire('ttl-checks', 5_000)
+    const handle = await t.lock.acquire('ttl-checks', 5_000)
     assert.ok(handle)
-    for (const ttl of [0, -1, Number.NaN, '100', 2 ** 31]) await invalid(() => lock.extend(handle, ttl as never), /ttlMs/)
-    await lock.release(handle)
+    for (const ttl of [0, -1, Number.NaN, '100', 2 ** 31]) await invalid(() => t.lock.extend(handle, ttl as never), /ttlMs/)
+    await t.lock.release(handle)
   })
 
   test('resources: empty, not strings, lists gone wrong, in acquire and inspect', async () => {
     for (const resource of ['', 42, null, undefined, true, {}, [], ['a', 'a'], ['a', ''], ['a', 7]]) {
-      await invalid(() => lock.acquire(resource as never, 1_000), /resource/)
+      await invalid(() => t.lock.acquire(resource as never, 1_000), /resource/)
     }
-    for (const resource of ['', 42, null, ['a', 'b']]) await invalid(() => lock.inspect(resource as never), /resource|one resource/)
+    for (const resource of ['', 42, null, ['a', 'b']]) await invalid(() => t.lock.inspect(resource as never), /resource|one resource/)
   })
 
   test('resources that are 1 MB long or full of unicode and control characters work, and leave keys with a TTL', async () => {
     for (const resource of ['\u0000\u0001\u001b[31m\r\n', 'ünïcødé 锁 🔒 \u202e', 'k'.repeat(1 << 20)]) {
-      const handle = await lock.acquire(resource, 5_000)
+      const handle = await t.lock.acquire(resource, 5_000)
       assert.ok(handle)
       assert.equal(await other.acquire(resource, 5_000), null)
       assert.equal((await other.inspect(resource)).holder, handle.value)
       await everyKeyHasATtl()
-      assert.equal(await lock.release(handle), true)
+      assert.equal(await t.lock.release(handle), true)
     }
   })
 
   test('handles: null, forged, from another instance, released twice, extended after expiry', async () => {
-    const handle = await lock.acquire('handles', 200)
+    const handle = await t.lock.acquire('handles', 200)
     assert.ok(handle)
     const forged = { ...handle, resource: 'handles' } as unknown as LockHandle
     for (const bad of [null, undefined, 42, 'handles', {}, forged]) {
-      await invalid(() => lock.release(bad as never), /handle must be a LockHandle/)
-      await invalid(() => lock.extend(bad as never), /handle must be a LockHandle/)
+      await invalid(() => t.lock.release(bad as never), /handle must be a LockHandle/)
+      await invalid(() => t.lock.extend(bad as never), /handle must be a LockHandle/)
     }
     await invalid(() => other.release(handle), /another DistributedLock instance/)
     await invalid(() => other.extend(handle), /another DistributedLock instance/)
     await new Promise((resolve) => setTimeout(resolve, 300))
-    assert.equal(await lock.extend(handle), false, 'extended after expiry')
+    assert.equal(await t.lock.extend(handle), false, 'extended after expiry')
     assert.equal(handle.signal.aborted, true)
-    assert.equal(await lock.release(handle), false)
-    assert.equal(await lock.release(handle), false, 'released twice')
+    assert.equal(await t.lock.release(handle), false)
+    assert.equal(await t.lock.release(handle), false, 'released twice')
     await everyKeyHasATtl()
   })
 
   test('calls after close reject with ERR_LOCK_CLOSED', async () => {
-    const closing = new DistributedLock({ redis_nodes: cluster.addresses })
+    const closing = t.newLock()
     const handle = await closing.acquire('closing', 5_000)
     assert.ok(handle)
     await closing.close()
@@ -203,7 +195,7 @@ describe('bad input: calls', () => {
   })
 
   test('close() with 10,000 acquires in flight: every one settles, nothing is left held or without TTL', async () => {
-    const busy = new DistributedLock({ redis_nodes: cluster.addresses, retry_count: -1, retry_delay_ms: 20 })
+    const busy = t.newLock({ retry_count: -1, retry_delay_ms: 20 })
     const holder = await other.acquire('contended-close', 10_000)
     assert.ok(holder)
     const inFlight = Promise.allSettled(
@@ -216,7 +208,7 @@ describe('bad input: calls', () => {
       if (result.status === 'rejected') assert.equal((result.reason as LockError).code, 'ERR_LOCK_CLOSED')
       else assert.match(result.value?.resource ?? 'null', /^close-/, 'only free resources were won, and close released them')
     }
-    for (const node of cluster.nodes) {
+    for (const node of t.cluster.nodes) {
       const left = (await node.redis().keys('redlock:close-*')).length
       assert.equal(left, 0, `${left} locks of the closed instance left on ${node.address}`)
     }

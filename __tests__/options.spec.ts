@@ -1,8 +1,8 @@
 import assert from 'node:assert/strict'
-import { after, before, describe, test } from 'node:test'
+import { after, describe, test } from 'node:test'
 
 import { DistributedLock, type LockError } from '..'
-import { Cluster } from './helpers/redis'
+import { useCluster } from './helpers/fixture'
 
 function construct(options: unknown): LockError {
   try {
@@ -157,33 +157,23 @@ describe('options', () => {
 })
 
 describe('call arguments', () => {
-  let cluster: Cluster
-  let lock: DistributedLock
-
-  before(async () => {
-    cluster = await Cluster.start(3)
-    lock = new DistributedLock({ redis_nodes: cluster.addresses, retry_count: 0 })
-  })
-  after(async () => {
-    await lock.close()
-    await cluster.stop()
-  })
+  const t = useCluster(3, { lock: { retry_count: 0 } })
 
   const badCalls: [string, () => Promise<unknown>, RegExp][] = [
-    ['empty resource', () => lock.acquire(''), /empty string/],
-    ['number resource', () => lock.acquire(42 as never), /resource must be a string, got number 42/],
-    ['null resource', () => lock.acquire(null as never), /resource must be a string/],
-    ['missing resource', () => (lock.acquire as (...args: unknown[]) => Promise<unknown>)(), /resource must be a string, got undefined/],
-    ['empty list', () => lock.acquire([]), /list of resources is empty/],
-    ['duplicate list', () => lock.acquire(['a', 'a']), /'a' is listed twice/],
-    ['list with a number', () => lock.acquire(['a', 1 as never]), /resource \[1\]/],
-    ['ttl 0', () => lock.acquire('x', 0), /ttlMs/],
-    ['ttl string', () => lock.acquire('x', '100' as never), /ttlMs/],
-    ['ttl NaN', () => lock.acquire('x', Number.NaN), /ttlMs/],
-    ['options as ttl', () => lock.acquire('x', { retry_count: 0 } as never), /third argument/],
-    ['unknown acquire option', () => lock.acquire('x', 100, { retries: 1 } as never), /'retries'/],
-    ['bad acquire option', () => lock.acquire('x', 100, { retry_count: -5 }), /'retry_count'/],
-    ['acquire options not an object', () => lock.acquire('x', 100, 'fast' as never), /acquire options must be an object/],
+    ['empty resource', () => t.lock.acquire(''), /empty string/],
+    ['number resource', () => t.lock.acquire(42 as never), /resource must be a string, got number 42/],
+    ['null resource', () => t.lock.acquire(null as never), /resource must be a string/],
+    ['missing resource', () => (t.lock.acquire as (...args: unknown[]) => Promise<unknown>)(), /resource must be a string, got undefined/],
+    ['empty list', () => t.lock.acquire([]), /list of resources is empty/],
+    ['duplicate list', () => t.lock.acquire(['a', 'a']), /'a' is listed twice/],
+    ['list with a number', () => t.lock.acquire(['a', 1 as never]), /resource \[1\]/],
+    ['ttl 0', () => t.lock.acquire('x', 0), /ttlMs/],
+    ['ttl string', () => t.lock.acquire('x', '100' as never), /ttlMs/],
+    ['ttl NaN', () => t.lock.acquire('x', Number.NaN), /ttlMs/],
+    ['options as ttl', () => t.lock.acquire('x', { retry_count: 0 } as never), /third argument/],
+    ['unknown acquire option', () => t.lock.acquire('x', 100, { retries: 1 } as never), /'retries'/],
+    ['bad acquire option', () => t.lock.acquire('x', 100, { retry_count: -5 }), /'retry_count'/],
+    ['acquire options not an object', () => t.lock.acquire('x', 100, 'fast' as never), /acquire options must be an object/],
   ]
   for (const [what, call, message] of badCalls) {
     test(`${what} rejects with ERR_INVALID_ARG`, async () => {
@@ -198,11 +188,11 @@ describe('call arguments', () => {
 
   test('resources of any size and character survive the round trip', async () => {
     for (const resource of ['ünïcødé-锁-🔒', 'tab\tnew\nline\u0000nul', 'x'.repeat(1 << 20)]) {
-      const handle = await lock.acquire(resource, 10_000)
+      const handle = await t.lock.acquire(resource, 10_000)
       assert.ok(handle)
       assert.equal(handle.resource, resource)
-      await cluster.settled(`redlock:${resource}`, [handle.value, handle.value, handle.value])
-      assert.equal(await lock.release(handle), true)
+      await t.cluster.settled(`redlock:${resource}`, [handle.value, handle.value, handle.value])
+      assert.equal(await t.lock.release(handle), true)
     }
   })
 })

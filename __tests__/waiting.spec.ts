@@ -2,31 +2,25 @@ import assert from 'node:assert/strict'
 import { spawn } from 'node:child_process'
 import { once } from 'node:events'
 import path from 'node:path'
-import { after, before, beforeEach, describe, test } from 'node:test'
+import { before, describe, test } from 'node:test'
 
 import { DistributedLock, type LockError } from '..'
-import { Cluster, waitFor } from './helpers/redis'
+import { useCluster } from './helpers/fixture'
+import { waitFor } from './helpers/redis'
 
 describe('waiting woken by release (wait_ms)', () => {
-  let cluster: Cluster
+  const t = useCluster(3, { flush: 'each' })
   let holder: DistributedLock
   let waiter: DistributedLock
 
-  before(async () => {
-    cluster = await Cluster.start(3)
-    holder = new DistributedLock({ redis_nodes: cluster.addresses, retry_count: 0 })
+  before(() => {
+    holder = t.newLock({ retry_count: 0 })
     // A retry delay far longer than the hand-over: a waiter that polled could not be on time.
-    waiter = new DistributedLock({ redis_nodes: cluster.addresses, retry_delay_ms: 5_000, retry_jitter_ms: 0 })
+    waiter = t.newLock({ retry_delay_ms: 5_000, retry_jitter_ms: 0 })
   })
-  after(async () => {
-    await holder.close()
-    await waiter.close()
-    await cluster.stop()
-  })
-  beforeEach(() => cluster.flush())
 
   const subscriptions = async (key: string) =>
-    Promise.all(cluster.nodes.map(async (node) => {
+    Promise.all(t.cluster.nodes.map(async (node) => {
       const reply = (await node.redis().call('PUBSUB', 'NUMSUB', key)) as [string, number]
       return Number(reply[1])
     }))
@@ -79,16 +73,16 @@ describe('waiting woken by release (wait_ms)', () => {
     await waitFor('the subscription to go', async () => (await subscriptions('redlock:aborted')).every((n) => n === 0))
     await assert.rejects(waiter.acquire('aborted', 1_000, { signal: controller.signal }), { code: 'ABORT_ERR' })
     await assert.rejects(waiter.acquire('aborted', 1_000, { signal: 'no' as never }), { code: 'ERR_INVALID_ARG', message: /signal/ })
-    await cluster.settled('redlock:aborted', [held.value, held.value, held.value])
+    await t.cluster.settled('redlock:aborted', [held.value, held.value, held.value])
   })
 
   test('a thousand waiters on one resource each get it exactly once, one at a time, without polling', async () => {
-    const crowd = new DistributedLock({ redis_nodes: cluster.addresses, retry_delay_ms: 5_000, retry_jitter_ms: 0 })
+    const crowd = t.newLock({ retry_delay_ms: 5_000, retry_jitter_ms: 0 })
     const count = 1_000
     let holding = 0
     let most = 0
     const wins = new Map<number, number>()
-    const setsBefore = await cluster.calls('set')
+    const setsBefore = await t.cluster.calls('set')
     await Promise.all(Array.from({ length: count }, async (_, i) => {
       const handle = await crowd.acquire('crowded', 30_000, { wait_ms: 120_000 })
       assert.ok(handle, `waiter ${i} got nothing`)
@@ -102,10 +96,9 @@ describe('waiting woken by release (wait_ms)', () => {
     assert.equal(most, 1, 'two waiters held the lock at once')
     assert.equal(wins.size, count)
     assert.ok([...wins.values()].every((n) => n === 1))
-    const sets = (await cluster.calls('set')).map((n, i) => n - setsBefore[i])
+    const sets = (await t.cluster.calls('set')).map((n, i) => n - setsBefore[i])
     // Each release wakes a few waiters, not all of them: far below count * count.
     assert.ok(sets.every((n) => n < count * 10), `SET calls per node: ${sets}`)
-    await crowd.close()
   })
 
   test('wait_ms must be a whole number of milliseconds', async () => {
@@ -116,22 +109,17 @@ describe('waiting woken by release (wait_ms)', () => {
 })
 
 describe('waiters and close', () => {
-  let cluster: Cluster
-
-  before(async () => {
-    cluster = await Cluster.start(3)
-  })
-  after(() => cluster.stop())
+  const t = useCluster(3)
 
   const connections = () =>
-    Promise.all(cluster.nodes.map(async (node) => ((await node.redis().call('CLIENT', 'LIST')) as string).trim().split('\n').length))
+    Promise.all(t.cluster.nodes.map(async (node) => ((await node.redis().call('CLIENT', 'LIST')) as string).trim().split('\n').length))
 
   test('close() ends a wait with ERR_LOCK_CLOSED and closes its subscription connections', async () => {
-    const holder = new DistributedLock({ redis_nodes: cluster.addresses })
+    const holder = t.newLock()
     const held = await holder.acquire('closing', 30_000)
     assert.ok(held)
     const baseline = await connections()
-    const waiter = new DistributedLock({ redis_nodes: cluster.addresses })
+    const waiter = t.newLock()
     const waiting = waiter.acquire('closing', 30_000, { wait_ms: 60_000 }).then(
       () => 'resolved',
       (error: LockError) => error.code,
@@ -142,14 +130,13 @@ describe('waiters and close', () => {
     assert.equal(await waiting, 'ERR_LOCK_CLOSED')
     await waitFor('the waiter connections to close', async () =>
       (await connections()).every((n, i) => n === baseline[i]))
-    await holder.close()
   })
 
   test('waiters do not keep the process alive after close()', async () => {
     const script = `
       const { DistributedLock } = require(${JSON.stringify(path.resolve(__dirname, '..'))})
       ;(async () => {
-        const nodes = ${JSON.stringify(cluster.addresses)}
+        const nodes = ${JSON.stringify(t.cluster.addresses)}
         const holder = new DistributedLock({ redis_nodes: nodes })
         const waiter = new DistributedLock({ redis_nodes: nodes })
         if (!(await holder.acquire('closing-child', 30000))) throw new Error('not acquired')
