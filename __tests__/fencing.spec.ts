@@ -1,10 +1,11 @@
 import assert from 'node:assert/strict'
 import { spawn } from 'node:child_process'
 import path from 'node:path'
-import { after, before, describe, test } from 'node:test'
+import { describe, test } from 'node:test'
 
-import { DistributedLock, type LockError } from '..'
-import { Cluster, RedisNode, waitFor } from './helpers/redis'
+import type { LockError } from '..'
+import { useCluster } from './helpers/fixture'
+import { RedisNode, waitFor } from './helpers/redis'
 
 const ROOT = path.join(__dirname, '..')
 
@@ -72,64 +73,54 @@ function checkOrder(holds: Hold[]): void {
 }
 
 describe('fencing tokens', () => {
-  let cluster: Cluster
-  let lock: DistributedLock
-
-  before(async () => {
-    cluster = await Cluster.start(3)
-    lock = new DistributedLock({ redis_nodes: cluster.addresses, retry_count: 0, command_timeout_ms: 200 })
-  })
-  after(async () => {
-    await lock.close()
-    await cluster.stop()
-  })
+  const t = useCluster(3, { lock: { retry_count: 0, command_timeout_ms: 200 } })
 
   test('a fenced handle carries a bigint token written back to the counters; a plain one carries null', async () => {
-    const plain = await lock.acquire('plain', 5_000)
+    const plain = await t.lock.acquire('plain', 5_000)
     assert.ok(plain)
     assert.equal(plain.fencingToken, null)
-    await lock.release(plain)
-    const handle = await lock.acquire(['fence-a', 'fence-b'], 5_000, { fencing: true })
+    await t.lock.release(plain)
+    const handle = await t.lock.acquire(['fence-a', 'fence-b'], 5_000, { fencing: true })
     assert.ok(handle)
     assert.equal(typeof handle.fencingToken, 'bigint')
     const token = String(handle.fencingToken)
     await waitFor('every node to hold the token on both counters', async () => {
-      const counters = await Promise.all(cluster.nodes.map((node) => node.redis().mget('fence:redlock:fence-a', 'fence:redlock:fence-b')))
+      const counters = await Promise.all(t.cluster.nodes.map((node) => node.redis().mget('fence:redlock:fence-a', 'fence:redlock:fence-b')))
       return counters.every((pair) => pair[0] === token && pair[1] === token)
     })
-    assert.deepEqual(await cluster.pttls('fence:redlock:fence-a'), [-1, -1, -1], 'counters have no TTL')
-    assert.ok((await cluster.pttls('redlock:fence-a')).every((ttl) => ttl > 0), 'lock keys keep theirs')
-    await lock.release(handle)
-    const next = await lock.acquire('fence-b', 5_000, { fencing: true })
+    assert.deepEqual(await t.cluster.pttls('fence:redlock:fence-a'), [-1, -1, -1], 'counters have no TTL')
+    assert.ok((await t.cluster.pttls('redlock:fence-a')).every((ttl) => ttl > 0), 'lock keys keep theirs')
+    await t.lock.release(handle)
+    const next = await t.lock.acquire('fence-b', 5_000, { fencing: true })
     assert.ok(next?.fencingToken)
     assert.ok(next.fencingToken > handle.fencingToken!)
-    await lock.release(next)
+    await t.lock.release(next)
   })
 
   test('tokens start from the node clock in microseconds', async () => {
-    const [seconds] = await cluster.nodes[0].redis().time()
-    const handle = await lock.acquire('fresh-resource', 5_000, { fencing: true })
+    const [seconds] = await t.cluster.nodes[0].redis().time()
+    const handle = await t.lock.acquire('fresh-resource', 5_000, { fencing: true })
     assert.ok(handle?.fencingToken)
     assert.ok(handle.fencingToken >= BigInt(seconds) * 1_000_000n, `${handle.fencingToken}`)
-    await lock.release(handle)
+    await t.lock.release(handle)
   })
 
   test('when raising the counters fails on a majority, there is no handle and no lock key left', async () => {
     // Two nodes may read the counters but not write them: phase 1 succeeds
     // there, phase 2 is refused by the node itself.
-    const restricted = cluster.nodes.slice(0, 2)
+    const restricted = t.cluster.nodes.slice(0, 2)
     for (const node of restricted) await node.redis().call('ACL', 'SETUSER', 'default', 'resetkeys', '~redlock:*', '%R~fence:*')
     try {
-      await assert.rejects(lock.acquire('phase-two', 5_000, { fencing: true }), (error: LockError) => {
+      await assert.rejects(t.lock.acquire('phase-two', 5_000, { fencing: true }), (error: LockError) => {
         assert.equal(error.code, 'ERR_QUORUM_UNAVAILABLE')
         assert.equal(error.nodeErrors?.length, 2)
         for (const nodeError of error.nodeErrors!) assert.match(nodeError.message, /NOPERM|No permissions/i)
         return true
       })
-      await cluster.settled('redlock:phase-two', [null, null, null])
-      const plain = await lock.acquire('phase-two', 5_000)
+      await t.cluster.settled('redlock:phase-two', [null, null, null])
+      const plain = await t.lock.acquire('phase-two', 5_000)
       assert.ok(plain, 'the same nodes grant a lock without fencing')
-      await lock.release(plain)
+      await t.lock.release(plain)
     } finally {
       for (const node of restricted) await node.redis().call('ACL', 'SETUSER', 'default', 'allkeys')
     }
@@ -140,7 +131,7 @@ describe('fencing tokens', () => {
     // back with empty counters. The quarantine keeps its vote out for the
     // longest TTL after each start; its clock floor keeps its counters up.
     const volatile = await RedisNode.start({ durable: false })
-    const nodes = [...cluster.nodes.slice(0, 2), volatile]
+    const nodes = [...t.cluster.nodes.slice(0, 2), volatile]
     const addresses = nodes.map((node) => node.address)
     try {
       const running = [0, 1, 2, 3].map((worker) => fencedWorker(worker, addresses, 'contended', 600))

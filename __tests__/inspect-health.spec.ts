@@ -1,38 +1,33 @@
 import assert from 'node:assert/strict'
-import { after, before, describe, test } from 'node:test'
+import { before, describe, test } from 'node:test'
 
 import { DistributedLock, type LockError } from '..'
-import { Cluster, RedisNode } from './helpers/redis'
+import { useCluster } from './helpers/fixture'
+import { RedisNode } from './helpers/redis'
 
 const COMMAND_TIMEOUT_MS = 200
 const METADATA = { instance: 'us-east-1', region: 'us-east' }
 
 describe('metadata, inspect() and health()', () => {
-  let cluster: Cluster
+  const t = useCluster(3)
   let owner: DistributedLock
   let observer: DistributedLock
 
   before(async () => {
-    cluster = await Cluster.start(3)
-    const options = { redis_nodes: cluster.addresses, retry_count: 0, command_timeout_ms: COMMAND_TIMEOUT_MS }
-    owner = new DistributedLock(options)
-    observer = new DistributedLock(options)
+    const options = { retry_count: 0, command_timeout_ms: COMMAND_TIMEOUT_MS }
+    owner = t.newLock(options)
+    observer = t.newLock(options)
     // Connected before any node is paused, so a pause tests the answer, not the connect.
     await owner.health()
     await observer.health()
-  })
-  after(async () => {
-    await owner.close()
-    await observer.close()
-    await cluster.stop()
   })
 
   test('metadata is stored in the lock key with its TTL, kept by extend, and gone with release', async () => {
     const handle = await owner.acquire('with-metadata', 5_000, { metadata: METADATA })
     assert.ok(handle)
     const stored = `${handle.value} ${JSON.stringify(METADATA)}`
-    await cluster.settled('redlock:with-metadata', [stored, stored, stored])
-    assert.ok((await cluster.pttls('redlock:with-metadata')).every((ttl) => ttl > 4_000 && ttl <= 5_000))
+    await t.cluster.settled('redlock:with-metadata', [stored, stored, stored])
+    assert.ok((await t.cluster.pttls('redlock:with-metadata')).every((ttl) => ttl > 4_000 && ttl <= 5_000))
 
     const seen = await observer.inspect('with-metadata')
     assert.equal(seen.locked, true)
@@ -69,33 +64,33 @@ describe('metadata, inspect() and health()', () => {
     assert.equal(seen.metadata, null)
     await owner.release(handle)
 
-    for (const node of cluster.nodes) await node.redis().set('redlock:foreign', 'abc {not json')
+    for (const node of t.cluster.nodes) await node.redis().set('redlock:foreign', 'abc {not json')
     const foreign = await observer.inspect('foreign')
     assert.equal(foreign.locked, true)
     assert.equal(foreign.holder, 'abc')
     assert.equal(foreign.metadata, null, 'a value that only looks like ours has no metadata')
     assert.ok(foreign.nodes.every((node) => node.ttlMs === -1))
-    for (const node of cluster.nodes) await node.redis().del('redlock:foreign')
+    for (const node of t.cluster.nodes) await node.redis().del('redlock:foreign')
   })
 
   test('inspect with a node paused and a node down', async () => {
     const handle = await owner.acquire('faults', 10_000, { metadata: METADATA })
     assert.ok(handle)
-    await cluster.settled('redlock:faults', Array(3).fill(`${handle.value} ${JSON.stringify(METADATA)}`))
-    cluster.nodes[1].pause()
+    await t.cluster.settled('redlock:faults', Array(3).fill(`${handle.value} ${JSON.stringify(METADATA)}`))
+    t.cluster.nodes[1].pause()
     try {
       const seen = await observer.inspect('faults')
       assert.equal(seen.locked, true, 'two of three still agree')
       assert.deepEqual(seen.metadata, METADATA)
       assert.match(seen.nodes[1].error ?? '', new RegExp(`no reply within ${COMMAND_TIMEOUT_MS} ms`))
       assert.equal(seen.nodes[1].held, false)
-      cluster.nodes[2].pause()
+      t.cluster.nodes[2].pause()
       const minority = await observer.inspect('faults')
       assert.equal(minority.locked, false, 'one node alone is no majority')
       assert.equal(minority.nodes[0].held, true)
     } finally {
-      cluster.nodes[1].resume()
-      cluster.nodes[2].resume()
+      t.cluster.nodes[1].resume()
+      t.cluster.nodes[2].resume()
     }
     await owner.release(handle)
   })
@@ -106,7 +101,7 @@ describe('metadata, inspect() and health()', () => {
     assert.equal(up.quorum, 2)
     assert.equal(up.counted, 3)
     up.nodes.forEach((node, i) => {
-      assert.equal(node.node, cluster.nodes[i].address)
+      assert.equal(node.node, t.cluster.nodes[i].address)
       assert.equal(node.answers, true)
       assert.ok(node.latencyMs !== null && node.latencyMs >= 0 && node.latencyMs < COMMAND_TIMEOUT_MS)
       assert.match(node.runId ?? '', /^[0-9a-f]{40}$/)
@@ -116,7 +111,7 @@ describe('metadata, inspect() and health()', () => {
       assert.equal(node.error, null)
     })
 
-    cluster.nodes[0].pause()
+    t.cluster.nodes[0].pause()
     try {
       const paused = await observer.health()
       assert.equal(paused.nodes[0].answers, false)
@@ -125,11 +120,11 @@ describe('metadata, inspect() and health()', () => {
       assert.equal(paused.counted, 2)
       assert.equal(paused.quorumReachable, true)
     } finally {
-      cluster.nodes[0].resume()
+      t.cluster.nodes[0].resume()
     }
 
-    await cluster.nodes[1].kill()
-    await cluster.nodes[2].kill()
+    await t.cluster.nodes[1].kill()
+    await t.cluster.nodes[2].kill()
     try {
       const down = await observer.health()
       assert.equal(down.quorumReachable, false)
@@ -140,8 +135,8 @@ describe('metadata, inspect() and health()', () => {
         assert.ok(node.lastError, 'the last error is kept')
       }
     } finally {
-      await cluster.nodes[1].start()
-      await cluster.nodes[2].start()
+      await t.cluster.nodes[1].start()
+      await t.cluster.nodes[2].start()
     }
     const again = await observer.health()
     assert.equal(again.counted, 3)
@@ -172,7 +167,7 @@ describe('metadata, inspect() and health()', () => {
     for (const resource of ['', ['a', 'b'], 42, null]) {
       await assert.rejects(observer.inspect(resource as string), (error: LockError) => error.code === 'ERR_INVALID_ARG')
     }
-    const closed = new DistributedLock({ redis_nodes: cluster.addresses })
+    const closed = t.newLock()
     await closed.close()
     await assert.rejects(closed.inspect('x'), (error: LockError) => error.code === 'ERR_LOCK_CLOSED')
     await assert.rejects(closed.health(), (error: LockError) => error.code === 'ERR_LOCK_CLOSED')

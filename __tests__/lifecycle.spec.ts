@@ -2,10 +2,11 @@ import assert from 'node:assert/strict'
 import { spawn } from 'node:child_process'
 import { once } from 'node:events'
 import path from 'node:path'
-import { after, before, beforeEach, describe, test } from 'node:test'
+import { describe, test } from 'node:test'
 
-import { DistributedLock, type LockError, type LockHandle } from '..'
-import { Cluster, waitFor } from './helpers/redis'
+import type { LockError, LockHandle } from '..'
+import { useCluster } from './helpers/fixture'
+import { waitFor } from './helpers/redis'
 
 const ROOT = path.resolve(__dirname, '..')
 
@@ -32,25 +33,14 @@ function busy(ms: number): void {
 }
 
 describe('lease lifecycle', () => {
-  let cluster: Cluster
-  let lock: DistributedLock
-
-  before(async () => {
-    cluster = await Cluster.start(3)
-    lock = new DistributedLock({ redis_nodes: cluster.addresses, retry_count: 0, command_timeout_ms: 100 })
-  })
-  after(async () => {
-    await lock.close()
-    await cluster.stop()
-  })
-  beforeEach(() => cluster.flush())
+  const t = useCluster(3, { lock: { retry_count: 0, command_timeout_ms: 100 }, flush: 'each' })
 
   test('the native watchdog keeps a lease alive while the event loop is blocked for several TTLs', async () => {
-    const handle = await lock.acquire('busy', 400, { auto_extend: true })
+    const handle = await t.lock.acquire('busy', 400, { auto_extend: true })
     assert.ok(handle)
     // Another process tries to take the lock all through the busy period.
     const rival = child(`
-      const other = new lib.DistributedLock({ redis_nodes: ${JSON.stringify(cluster.addresses)}, retry_count: 0 })
+      const other = new lib.DistributedLock({ redis_nodes: ${JSON.stringify(t.cluster.addresses)}, retry_count: 0 })
       ;(async () => {
         let attempts = 0, won = 0
         const until = Date.now() + 1500
@@ -69,116 +59,116 @@ describe('lease lifecycle', () => {
     const { attempts, won } = JSON.parse(out) as { attempts: number; won: number }
     assert.ok(attempts > 10, `${attempts} attempts`)
     assert.equal(won, 0, 'another instance got the lock while the loop was blocked')
-    await cluster.settled('redlock:busy', [handle.value, handle.value, handle.value])
+    await t.cluster.settled('redlock:busy', [handle.value, handle.value, handle.value])
     assert.equal(handle.signal.aborted, false)
-    assert.equal(await lock.release(handle), true)
-    await cluster.settled('redlock:busy', [null, null, null])
+    assert.equal(await t.lock.release(handle), true)
+    await t.cluster.settled('redlock:busy', [null, null, null])
   })
 
   test('a lease lost while a majority is paused aborts the signal with ERR_LOCK_LOST', async () => {
-    const handle = await lock.acquire('paused', 600, { auto_extend: true })
+    const handle = await t.lock.acquire('paused', 600, { auto_extend: true })
     assert.ok(handle)
     const aborted = once(handle.signal, 'abort')
-    cluster.nodes[0].pause()
-    cluster.nodes[1].pause()
+    t.cluster.nodes[0].pause()
+    t.cluster.nodes[1].pause()
     try {
       await aborted
     } finally {
-      cluster.nodes[0].resume()
-      cluster.nodes[1].resume()
+      t.cluster.nodes[0].resume()
+      t.cluster.nodes[1].resume()
     }
     const reason = handle.signal.reason as LockError
     assert.ok(reason instanceof Error)
     assert.equal(reason.code, 'ERR_LOCK_LOST')
-    assert.equal(await lock.release(handle), false, 'a lost lock has nothing left to release')
+    assert.equal(await t.lock.release(handle), false, 'a lost lock has nothing left to release')
   })
 
   test('a failed extend aborts the signal; a normal release does not', async () => {
-    const kept = await lock.acquire('kept', 10_000)
+    const kept = await t.lock.acquire('kept', 10_000)
     assert.ok(kept)
     const signal = kept.signal
-    assert.equal(await lock.release(kept), true)
+    assert.equal(await t.lock.release(kept), true)
     assert.equal(signal.aborted, false)
 
-    const lost = await lock.acquire('lost', 10_000)
+    const lost = await t.lock.acquire('lost', 10_000)
     assert.ok(lost)
-    await Promise.all(cluster.nodes.map((node) => node.redis().set('redlock:lost', 'foreign')))
+    await Promise.all(t.cluster.nodes.map((node) => node.redis().set('redlock:lost', 'foreign')))
     assert.equal(await lost.extend(), false)
     assert.equal(lost.signal.aborted, true, 'a signal first read after the loss is aborted too')
     assert.equal((lost.signal.reason as LockError).code, 'ERR_LOCK_LOST')
   })
 
   test('release stops the watchdog', async () => {
-    const handle = await lock.acquire('stopped', 300, { autoExtend: true })
+    const handle = await t.lock.acquire('stopped', 300, { autoExtend: true })
     assert.ok(handle)
-    assert.equal(await lock.release(handle), true)
+    assert.equal(await t.lock.release(handle), true)
     // The release itself may still be on its way to the third node.
-    await cluster.settled('redlock:stopped', [null, null, null])
-    const after = await cluster.calls('evalsha')
+    await t.cluster.settled('redlock:stopped', [null, null, null])
+    const after = await t.cluster.calls('evalsha')
     await new Promise((resolve) => setTimeout(resolve, 400))
-    assert.deepEqual(await cluster.calls('evalsha'), after, 'no extension after release')
+    assert.deepEqual(await t.cluster.calls('evalsha'), after, 'no extension after release')
     assert.equal(handle.signal.aborted, false)
   })
 
   test('using returns the value, passes the signal and handle, and releases', async () => {
     let seen: LockHandle | null = null
-    const value = await lock.using('job', async (signal, handle) => {
+    const value = await t.lock.using('job', async (signal, handle) => {
       assert.equal(signal.aborted, false)
       assert.equal(signal, handle.signal)
       seen = handle
-      await cluster.settled('redlock:job', [handle.value, handle.value, handle.value])
+      await t.cluster.settled('redlock:job', [handle.value, handle.value, handle.value])
       return 42
     })
     assert.equal(value, 42)
     assert.ok(seen)
-    await cluster.settled('redlock:job', [null, null, null])
-    assert.equal(await lock.using('job', 5_000, async () => 'ttl'), 'ttl')
-    assert.equal(await lock.using(['job', 'other'], 5_000, { retry_count: 1 }, async (_, h) => h.resources.length), 2)
+    await t.cluster.settled('redlock:job', [null, null, null])
+    assert.equal(await t.lock.using('job', 5_000, async () => 'ttl'), 'ttl')
+    assert.equal(await t.lock.using(['job', 'other'], 5_000, { retry_count: 1 }, async (_, h) => h.resources.length), 2)
   })
 
   test('using rethrows the routine error and still releases', async () => {
     await assert.rejects(
-      lock.using('failing', async () => {
+      t.lock.using('failing', async () => {
         throw new Error('routine failed')
       }),
       /routine failed/,
     )
-    await cluster.settled('redlock:failing', [null, null, null])
+    await t.cluster.settled('redlock:failing', [null, null, null])
   })
 
   test('using rejects with ERR_LOCK_NOT_ACQUIRED when another owner holds the lock', async () => {
-    const holder = await lock.acquire('held', 10_000)
+    const holder = await t.lock.acquire('held', 10_000)
     assert.ok(holder)
     let ran = false
     await assert.rejects(
-      lock.using('held', async () => {
+      t.lock.using('held', async () => {
         ran = true
       }),
       { code: 'ERR_LOCK_NOT_ACQUIRED' },
     )
     assert.equal(ran, false)
-    await assert.rejects(lock.using('held', 'not a routine' as never), { code: 'ERR_INVALID_ARG' })
+    await assert.rejects(t.lock.using('held', 'not a routine' as never), { code: 'ERR_INVALID_ARG' })
   })
 
   test('await using releases at scope exit', async () => {
     {
-      await using handle = await lock.acquire('scoped', 10_000).then((h) => {
+      await using handle = await t.lock.acquire('scoped', 10_000).then((h) => {
         assert.ok(h)
         return h
       })
-      await cluster.settled('redlock:scoped', [handle.value, handle.value, handle.value])
+      await t.cluster.settled('redlock:scoped', [handle.value, handle.value, handle.value])
     }
-    await cluster.settled('redlock:scoped', [null, null, null])
+    await t.cluster.settled('redlock:scoped', [null, null, null])
   })
 
   test('auto_extend must be a boolean', async () => {
-    await assert.rejects(lock.acquire('x', 1000, { auto_extend: 'yes' as never }), { code: 'ERR_INVALID_ARG', message: /auto_extend/ })
+    await assert.rejects(t.lock.acquire('x', 1000, { auto_extend: 'yes' as never }), { code: 'ERR_INVALID_ARG', message: /auto_extend/ })
   })
 
   test('watchdogs do not keep the process alive after close()', async () => {
     const { code, out } = await child(`
       ;(async () => {
-        const lock = new lib.DistributedLock({ redis_nodes: ${JSON.stringify(cluster.addresses)} })
+        const lock = new lib.DistributedLock({ redis_nodes: ${JSON.stringify(t.cluster.addresses)} })
         const handles = await Promise.all([1, 2, 3].map((i) => lock.acquire('watched-' + i, 1000, { auto_extend: true })))
         if (handles.some((h) => !h)) throw new Error('not acquired')
         await lock.close()
@@ -187,11 +177,11 @@ describe('lease lifecycle', () => {
     `)
     assert.equal(code, 0)
     assert.ok(Date.now() - Number(out.trim()) < 1_000, 'exited within a second of close()')
-    for (const i of [1, 2, 3]) await cluster.settled(`redlock:watched-${i}`, [null, null, null])
+    for (const i of [1, 2, 3]) await t.cluster.settled(`redlock:watched-${i}`, [null, null, null])
   })
 
   test('ten thousand auto-extended leases stay held', async () => {
-    const many = new DistributedLock({ redis_nodes: cluster.addresses, retry_count: 0 })
+    const many = t.newLock({ retry_count: 0 })
     const handles = await Promise.all(
       Array.from({ length: 10_000 }, (_, i) => many.acquire(`many-${i}`, 1_500, { auto_extend: true })),
     )
@@ -199,11 +189,11 @@ describe('lease lifecycle', () => {
     await new Promise((resolve) => setTimeout(resolve, 3_000))
     // Two TTLs later every lease is still held by a majority.
     for (const i of [0, 4_999, 9_999]) {
-      const ttls = await Promise.all(cluster.nodes.map((node) => node.redis().pttl(`redlock:many-${i}`)))
+      const ttls = await Promise.all(t.cluster.nodes.map((node) => node.redis().pttl(`redlock:many-${i}`)))
       assert.ok(ttls.filter((ttl) => ttl > 0).length >= 2, `many-${i}: PTTL ${ttls}`)
     }
     assert.ok(handles.every((h) => !h!.signal.aborted))
     await many.close()
-    await waitFor('every lease released', async () => (await cluster.nodes[0].redis().dbsize()) === 0)
+    await waitFor('every lease released', async () => (await t.cluster.nodes[0].redis().dbsize()) === 0)
   })
 })
