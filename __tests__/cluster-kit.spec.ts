@@ -11,7 +11,8 @@ import { parse } from 'yaml'
 
 import { DistributedLock } from '..'
 import { DEFAULT_PORTS } from '../infra/redis-cluster'
-import { Cluster, RedisNode, freePort, ping, waitFor } from './helpers/redis'
+import { useCluster } from './helpers/fixture'
+import { RedisNode, freePort, ping, waitFor } from './helpers/redis'
 
 const ROOT = path.resolve(__dirname, '..')
 const COMPOSE_FILE = path.join(ROOT, 'infra', 'docker', 'docker-compose.redis.yml')
@@ -200,15 +201,10 @@ describe('the local fallback of redis:start and the health check', () => {
 })
 
 describe('the keeper example and test:lock', () => {
-  let cluster: Cluster
-
-  before(async () => {
-    cluster = await Cluster.start(3)
-  })
-  after(() => cluster.stop())
+  const t = useCluster(3)
 
   test('a keeper takes over when the holder dies, and releases on SIGTERM', async () => {
-    const env = { ...process.env, REDIS_NODES: cluster.addresses.join(',') }
+    const env = { ...process.env, REDIS_NODES: t.cluster.addresses.join(',') }
     const start = (instance: string) => {
       const child = spawn(process.execPath, [
         '--import', 'tsx', path.join(ROOT, 'examples', 'keeper_with_lock.ts'),
@@ -240,7 +236,7 @@ describe('the keeper example and test:lock', () => {
       const [code] = await stopped
       assert.equal(code, 0)
       assert.match(loser.out.text, /Lock released/)
-      await cluster.settled('redlock:takeover', [null, null, null])
+      await t.cluster.settled('redlock:takeover', [null, null, null])
     } finally {
       a.child.kill('SIGKILL')
       b.child.kill('SIGKILL')
@@ -248,7 +244,7 @@ describe('the keeper example and test:lock', () => {
   })
 
   test('test:lock passes against a running cluster, one line per check', () => {
-    const run = runTs('examples/test_distributed_lock.ts', [], { REDIS_NODES: cluster.addresses.join(',') })
+    const run = runTs('examples/test_distributed_lock.ts', [], { REDIS_NODES: t.cluster.addresses.join(',') })
     assert.equal(run.status, 0, run.stdout + run.stderr)
     const passes = run.stdout.split('\n').filter((line) => line.startsWith('PASS '))
     assert.deepEqual(passes.map((line) => line.split(':')[0]), [

@@ -10,25 +10,23 @@ import os from 'node:os'
 import path from 'node:path'
 import { after, before, describe, test } from 'node:test'
 
-import { Cluster } from './helpers/redis'
+import { useCluster } from './helpers/fixture'
 
 describe("the quick reference's code examples", () => {
-  let cluster: Cluster
+  const t = useCluster(3)
   let dir: string
 
-  before(async () => {
-    cluster = await Cluster.start(3)
+  before(() => {
     dir = mkdtempSync(path.join(os.tmpdir(), 'rql-seed-'))
     let source = readFileSync(path.join(__dirname, 'seed', 'quick-reference.ts'), 'utf8')
     source = source.replace("from '../..'", `from ${JSON.stringify(path.resolve(__dirname, '..'))}`)
     for (const [i, port] of [6379, 6380, 6381].entries()) {
-      source = source.replaceAll(`'localhost:${port}'`, `'${cluster.addresses[i]}'`)
+      source = source.replaceAll(`'localhost:${port}'`, `'${t.cluster.addresses[i]}'`)
     }
     writeFileSync(path.join(dir, 'quick-reference.ts'), source)
   })
-  after(async () => {
+  after(() => {
     rmSync(dir, { recursive: true, force: true })
-    await cluster.stop()
   })
 
   for (const example of ['basicLockUsage', 'withKeepAlive', 'fromEnvironment']) {
@@ -36,10 +34,10 @@ describe("the quick reference's code examples", () => {
       const run = spawnSync(
         process.execPath,
         ['--import', 'tsx', '-e', `require(${JSON.stringify(path.join(dir, 'quick-reference.ts'))}).${example}().catch((e) => { console.error(e); process.exit(1) })`],
-        { env: { ...process.env, REDIS_NODES: cluster.addresses.join(',') }, encoding: 'utf8', timeout: 20_000 },
+        { env: { ...process.env, REDIS_NODES: t.cluster.addresses.join(',') }, encoding: 'utf8', timeout: 20_000 },
       )
       assert.equal(run.status, 0, run.stderr)
-      await cluster.settled('redlock:my-lock', [null, null, null])
+      await t.cluster.settled('redlock:my-lock', [null, null, null])
     })
   }
 })
