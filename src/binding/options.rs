@@ -151,10 +151,10 @@ pub fn acquire_options(raw: &Raw, defaults: RetryPolicy) -> Result<AcquireOption
 
 /// One resource name, or a non-empty list of distinct ones.
 pub fn resources(raw: &Raw) -> Result<Vec<String>, String> {
-  let one = |value: &Raw, what: &str| {
-    match value {
+  let one = |value: &Raw, what: &str| match value {
     Raw::String(name) if name.starts_with("fence:") => Err(format!(
-      "{what} '{}' begins with 'fence:': that name is the fencing counter of resource '{}'; choose another name",
+      "{what} '{}' is the name of the fencing counter of resource '{}'; \
+       choose a name that does not begin with 'fence:'",
       printable(name),
       printable(&name["fence:".len()..])
     )),
@@ -163,7 +163,6 @@ pub fn resources(raw: &Raw) -> Result<Vec<String>, String> {
       "{what} is an empty string; name the resource to lock"
     )),
     other => Err(format!("{what} must be a string, got {}", other.describe())),
-  }
   };
   match raw {
     Raw::Array(items) if items.is_empty() => Err("resource: the list of resources is empty".into()),
