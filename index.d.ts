@@ -90,7 +90,11 @@ export interface DistributedLockOptions {
   drift_factor?: number
   /** camelCase spelling of {@link DistributedLockOptions.drift_factor}. */
   driftFactor?: number
-  /** Prefix of every key this library writes. Default: `'redlock:'`. */
+  /**
+   * Prefix of every key this library writes: the lock of a resource is
+   * `<key_prefix><resource>`, its fencing counter `<key_prefix>fence:<resource>`
+   * (so resource names may not begin with `fence:`). Default: `'redlock:'`.
+   */
   key_prefix?: string
   /** camelCase spelling of {@link DistributedLockOptions.key_prefix}. */
   keyPrefix?: string
@@ -198,7 +202,8 @@ export declare class LockHandle {
   /**
    * With `fencing: true`: larger than the token of every earlier holder of
    * each of these resources, so a resource that remembers the largest token
-   * it accepted can refuse a writer whose lease ended. `null` otherwise.
+   * it accepted can refuse a writer whose lease ended. An exact integer of
+   * at most 2^64 - 1, whatever its size. `null` otherwise.
    */
   readonly fencingToken: bigint | null
   /** Same as `lock.extend(handle, ttlMs)`. */
@@ -260,7 +265,9 @@ export declare class DistributedLock {
    *   every attempt.
    * @throws {LockError} (as a rejection) `ERR_QUORUM_UNAVAILABLE` when the
    *   last attempt failed because fewer than a majority of nodes answered,
-   *   with `nodeErrors`; `ERR_INVALID_ARG`; `ERR_LOCK_CLOSED`.
+   *   with `nodeErrors`; `ERR_INVALID_ARG` (also for a resource named
+   *   `fence:...`, the name of another resource's fencing counter);
+   *   `ERR_LOCK_CLOSED`.
    */
   acquire(resource: string | string[], ttlMs?: number, options?: AcquireOptions): Promise<LockHandle | null>
 

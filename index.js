@@ -6,7 +6,8 @@
 const { LockCore, resolveNodes } = require('./binding.js')
 
 // Layout of the flat result array the native side delivers (see
-// src/binding/completion.rs): id, kind, five numbers, one value.
+// src/binding/completion.rs): id, kind, five numbers, one value. An acquire's
+// fifth number is its fencing token instead, as a decimal string, when it has one.
 const SLOTS = 8
 const ACQUIRED = 0
 const NOT_ACQUIRED = 1
@@ -54,7 +55,7 @@ function deliver(batch) {
     if (kind === FAILED) {
       request.reject(batch[i + 7])
     } else if (kind === ACQUIRED) {
-      const token = batch[i + 6] < 0 ? null : BigInt(batch[i + 6])
+      const token = typeof batch[i + 6] === 'string' ? BigInt(batch[i + 6]) : null
       const handle = new LockHandle(request.lock, batch[i + 2], request.resources, batch[i + 7], batch[i + 3], batch[i + 4], batch[i + 5], token)
       if (request.watch) watched.set(batch[i + 2], handle)
       request.resolve(handle)

@@ -113,7 +113,8 @@ describe('the local fallback of redis:start and the health check', () => {
 
   test('redis:health reports every node, counts lock keys by SCAN, and exits by verdict', async () => {
     const lock = new DistributedLock({ redis_nodes: env.REDIS_NODES!.split(',') })
-    const handles = await Promise.all([lock.acquire('health-a', 30_000), lock.acquire('health-b', 30_000)])
+    // The fenced one adds a counter under the prefix, which is not a lock key.
+    const handles = await Promise.all([lock.acquire('health-a', 30_000), lock.acquire('health-b', 30_000, { fencing: true })])
     assert.ok(handles.every(Boolean))
     const clients = ports.map((port) => new Redis({ host: '127.0.0.1', port }))
     await waitFor('every node to hold both locks', async () =>

@@ -51,14 +51,16 @@ function infoFields(info: string): Map<string, string> {
   return fields
 }
 
+/** The keys under `prefix` but the fencing counters (`<prefix>fence:*`), which are no locks. */
 async function countKeys(connection: RespConnection, prefix: string, timeoutMs: number): Promise<number> {
+  const counters = `${prefix}fence:`
   let cursor = '0'
   let count = 0
   do {
     const reply = await connection.command(['SCAN', cursor, 'MATCH', `${prefix}*`, 'COUNT', 1000], timeoutMs)
     if (!Array.isArray(reply)) throw reply instanceof Error ? reply : new Error('unexpected SCAN reply')
     cursor = text(reply[0])
-    count += Array.isArray(reply[1]) ? reply[1].length : 0
+    if (Array.isArray(reply[1])) count += reply[1].filter((key) => !text(key).startsWith(counters)).length
   } while (cursor !== '0')
   return count
 }

@@ -80,7 +80,8 @@ async function lockKeys(nodes: RedisNode[], skip: Set<RedisNode>): Promise<{ key
     client.on('error', () => {})
     try {
       await client.connect()
-      const found = await client.keys('redlock:*')
+      // The fencing counters have no TTL on purpose.
+      const found = (await client.keys('redlock:*')).filter((key) => !key.startsWith('redlock:fence:'))
       keys += found.length
       for (const key of found) if ((await client.pttl(key)) === -1) withoutTtl++
     } catch {

@@ -141,6 +141,10 @@ impl ToNapiValue for Batch {
       ))?;
       for (i, (request, outcome)) in batch.0.into_iter().enumerate() {
         let base = i as u32 * SLOTS;
+        let fencing_token = match &outcome {
+          Outcome::Acquired(Some(lock)) => lock.fencing_token,
+          _ => None,
+        };
         let (kind, numbers, tail) = match outcome {
           Outcome::Acquired(Some(lock)) => (
             ACQUIRED,
@@ -149,9 +153,9 @@ impl ToNapiValue for Batch {
               lock.validity.ms as f64,
               lock.validity.expires_at_epoch_ms,
               f64::from(lock.attempts),
-              // Tokens start from a clock in microseconds: exact in a
-              // double for centuries, and made a bigint in index.js.
-              lock.fencing_token.map_or(-1.0, |token| token as f64),
+              // The token follows as a decimal string (below): a double
+              // would round it above 2^53.
+              0.0,
             ],
             ToNapiValue::to_napi_value(env, &*lock.value)?,
           ),
@@ -205,6 +209,14 @@ impl ToNapiValue for Batch {
             array,
             base + 2 + offset as u32,
             f64::to_napi_value(env, number)?,
+          ))?;
+        }
+        if let Some(token) = fencing_token {
+          check(sys::napi_set_element(
+            env,
+            array,
+            base + 6,
+            ToNapiValue::to_napi_value(env, token.to_string())?,
           ))?;
         }
         check(sys::napi_set_element(env, array, base + 7, tail))?;

@@ -152,6 +152,12 @@ pub fn acquire_options(raw: &Raw, defaults: RetryPolicy) -> Result<AcquireOption
 /// One resource name, or a non-empty list of distinct ones.
 pub fn resources(raw: &Raw) -> Result<Vec<String>, String> {
   let one = |value: &Raw, what: &str| match value {
+    Raw::String(name) if name.starts_with("fence:") => Err(format!(
+      "{what} '{}' is the name of the fencing counter of resource '{}'; \
+       choose a name that does not begin with 'fence:'",
+      printable(name),
+      printable(&name["fence:".len()..])
+    )),
     Raw::String(name) if !name.is_empty() => Ok(name.clone()),
     Raw::String(_) => Err(format!(
       "{what} is an empty string; name the resource to lock"

@@ -156,9 +156,12 @@ impl Engine {
       .map(|resource| format!("{}{resource}", config.key_prefix))
       .collect();
     let attempt_timeout = config.command_timeout.min(Duration::from_millis(ttl_ms));
-    let fences: Option<Arc<[String]>> = options
-      .fencing
-      .then(|| keys.iter().map(|key| fence_key(key)).collect());
+    let fences: Option<Arc<[String]>> = options.fencing.then(|| {
+      resources
+        .iter()
+        .map(|resource| fence_key(&config.key_prefix, resource))
+        .collect()
+    });
     let quarantine = inner.quarantine(ttl_ms);
     let deadline = options.wait.map(|wait| Instant::now() + wait);
     let mut waiting: Option<Waiting> = None;

@@ -21,12 +21,24 @@ const INSPECT: &str = include_str!("scripts/inspect.lua");
 /// Every script, for loading into a node as soon as it is connected.
 pub const SCRIPTS: &[&str] = &[ACQUIRE_ALL, ACQUIRE_FENCED, FENCE, EXTEND, RELEASE, INSPECT];
 
-/// The fencing counter of a lock key. Outside the key prefix, so that the
-/// lock keys (`redlock:*`) are all the keys with a TTL, and the counters
-/// (`fence:redlock:*`), which have none, are found by their own pattern.
-pub fn fence_key(lock_key: &str) -> String {
+/// The fencing counter of a resource: `<key_prefix>fence:<resource>`
+/// (`redlock:fence:invoices`), under the key prefix so that a user whose
+/// ACL covers the prefix may fence. No resource is named `fence:...` (the
+/// options refuse it), so a counter is never taken for a lock key; the
+/// counters are the keys under the prefix without a TTL.
+pub fn fence_key(key_prefix: &str, resource: &str) -> String {
+  format!("{key_prefix}fence:{resource}")
+}
+
+/// Where the counter of a lock key lived before counters moved under the key
+/// prefix; still read as a floor, so that tokens never go back.
+fn old_fence_key(lock_key: &str) -> String {
   format!("fence:{lock_key}")
 }
+
+/// The largest counter a token can follow: tokens are `u64`, and the next
+/// one is the largest counter plus one.
+const LARGEST_COUNTER: u64 = u64::MAX - 1;
 
 pub struct Scripts {
   acquire_all: String,
@@ -77,12 +89,13 @@ impl Scripts {
     ttl_ms: u64,
   ) -> Request {
     let both: Vec<&String> = keys.iter().chain(fences).collect();
-    evalsha(
-      &self.acquire_fenced,
-      ACQUIRE_FENCED,
-      &both,
-      &[value, &ttl_ms.to_string()],
-    )
+    let old_fences: Vec<String> = keys.iter().map(|key| old_fence_key(key)).collect();
+    let (ttl, largest) = (ttl_ms.to_string(), LARGEST_COUNTER.to_string());
+    let args: Vec<&str> = [value, &ttl, &largest]
+      .into_iter()
+      .chain(old_fences.iter().map(String::as_str))
+      .collect();
+    evalsha(&self.acquire_fenced, ACQUIRE_FENCED, &both, &args)
   }
 
   /// Phase 2 of a fenced acquire: raises the counters to `token`.
@@ -140,5 +153,61 @@ mod tests {
       assert_eq!(args[2], redis::Arg::Simple(&b"2"[..]));
     }
     assert_eq!(scripts.acquire(&keys[..1], "v", 100).script, None);
+  }
+
+  #[test]
+  fn counters_live_under_the_key_prefix() {
+    assert_eq!(fence_key("redlock:", "invoices"), "redlock:fence:invoices");
+    assert_eq!(fence_key("", "invoices"), "fence:invoices");
+  }
+
+  #[test]
+  fn a_fenced_acquire_declares_locks_and_counters_and_passes_the_old_counters_and_the_bound() {
+    let scripts = Scripts::default();
+    let keys = ["redlock:a".to_string(), "redlock:b".to_string()];
+    let fences = [fence_key("redlock:", "a"), fence_key("redlock:", "b")];
+    for (request, source, tail) in [
+      (
+        scripts.acquire_fenced(&keys, &fences, "v", 100),
+        ACQUIRE_FENCED,
+        vec![
+          "v",
+          "100",
+          "18446744073709551614",
+          "fence:redlock:a",
+          "fence:redlock:b",
+        ],
+      ),
+      (
+        scripts.fence(&keys, &fences, "v", u64::MAX),
+        FENCE,
+        vec!["v", "18446744073709551615"],
+      ),
+    ] {
+      assert_eq!(request.script, Some(source));
+      let args: Vec<Vec<u8>> = request
+        .cmd
+        .args_iter()
+        .map(|arg| match arg {
+          redis::Arg::Simple(bytes) => bytes.to_vec(),
+          _ => panic!("only plain arguments"),
+        })
+        .collect();
+      assert_eq!(args[1], Script::new(source).get_hash().as_bytes());
+      assert_eq!(args[2], b"4");
+      let declared: Vec<&[u8]> = args[3..7].iter().map(Vec::as_slice).collect();
+      assert_eq!(
+        declared,
+        [
+          &b"redlock:a"[..],
+          b"redlock:b",
+          b"redlock:fence:a",
+          b"redlock:fence:b"
+        ]
+      );
+      let rest: Vec<&[u8]> = args[7..].iter().map(Vec::as_slice).collect();
+      let tail: Vec<&[u8]> = tail.iter().map(|arg| arg.as_bytes()).collect();
+      assert_eq!(rest, tail);
+    }
   }
 }

@@ -1,13 +1,22 @@
--- Deletes each key in KEYS that still holds the owner's value ARGV[1],
--- announces it on the key's own channel for waiters, and returns how many
--- it deleted. A key that expired and was taken by another owner holds
--- another value and is left alone.
-local deleted = 0
+-- Deletes each key in KEYS that still holds the owner's value ARGV[1], then
+-- announces each deletion on the key's own channel for waiters, and returns
+-- how many it deleted. A key that expired and was taken by another owner
+-- holds another value and is left alone.
+-- All or nothing on this node: every key is read before any is deleted, so
+-- an error (a key of another type) leaves them all, and the announcements
+-- come last, through pcall, so a user without channel rights (Redis 7's
+-- default) still releases: the answer counts the deletions, and waiters
+-- then wake at the end of the lease instead.
+local owned = {}
 for _, key in ipairs(KEYS) do
   if redis.call('GET', key) == ARGV[1] then
-    redis.call('DEL', key)
-    redis.call('PUBLISH', key, 'released')
-    deleted = deleted + 1
+    owned[#owned + 1] = key
   end
 end
-return deleted
+for _, key in ipairs(owned) do
+  redis.call('DEL', key)
+end
+for _, key in ipairs(owned) do
+  redis.pcall('PUBLISH', key, 'released')
+end
+return #owned
