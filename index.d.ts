@@ -91,9 +91,10 @@ export interface DistributedLockOptions {
   /** camelCase spelling of {@link DistributedLockOptions.drift_factor}. */
   driftFactor?: number
   /**
-   * Prefix of every key this library writes: the lock of a resource is
-   * `<key_prefix><resource>`, its fencing counter `<key_prefix>fence:<resource>`
-   * (so resource names may not begin with `fence:`). Default: `'redlock:'`.
+   * Prefix of every key this library writes, at most 256 bytes: the lock of
+   * a resource is `<key_prefix><resource>`, its fencing counter
+   * `<key_prefix>fence:<resource>` (so resource names may not begin with
+   * `fence:`). Default: `'redlock:'`.
    */
   key_prefix?: string
   /** camelCase spelling of {@link DistributedLockOptions.key_prefix}. */
@@ -259,15 +260,17 @@ export declare class DistributedLock {
 
   /**
    * Acquires `resource` (a list is locked all-or-nothing) for `ttlMs`
-   * (default: `lock_ttl_ms`).
+   * (default: `lock_ttl_ms`). A list holds at most 64 distinct names; a
+   * name, and all names of one call together, take at most 1 MiB of UTF-8.
+   * Larger input is rejected from its size, before any of it is read.
    * @returns a handle when a majority of nodes granted the lock within its
    *   validity; `null` when the resource is held by another owner after
    *   every attempt.
    * @throws {LockError} (as a rejection) `ERR_QUORUM_UNAVAILABLE` when the
    *   last attempt failed because fewer than a majority of nodes answered,
-   *   with `nodeErrors`; `ERR_INVALID_ARG` (also for a resource named
-   *   `fence:...`, the name of another resource's fencing counter);
-   *   `ERR_LOCK_CLOSED`.
+   *   with `nodeErrors`; `ERR_INVALID_ARG` (for a resource or option, past
+   *   those limits, or for a resource named `fence:...`, the name of another
+   *   resource's fencing counter); `ERR_LOCK_CLOSED`.
    */
   acquire(resource: string | string[], ttlMs?: number, options?: AcquireOptions): Promise<LockHandle | null>
 

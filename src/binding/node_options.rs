@@ -4,22 +4,31 @@
 use std::collections::HashMap;
 
 use super::options::{invalid, EnvLookup};
-use super::raw::Raw;
+use super::raw::{Raw, Size};
 use super::spelling::suggestion;
 use crate::engine::config;
 use crate::engine::node::{printable, NodeConfig};
 
 const NODE_KEYS: &[&str] = &["host", "port", "username", "password", "db", "tls", "ssl"];
 
+/// Longer environment values are no node list (15 connection strings take a
+/// few kilobytes).
+const MAX_ENV_BYTES: usize = 64 * 1024;
+
 pub(super) fn nodes_from_option(key: &str, value: &Raw) -> Result<Vec<NodeConfig>, String> {
-  let Raw::Array(items) = value else {
-    return Err(invalid(
-      key,
-      format!(
-        "must be an array of node addresses or objects, got {}",
-        value.describe()
-      ),
-    ));
+  let items = match value {
+    Raw::Array(items) if items.len() <= config::MAX_NODES => items,
+    Raw::Array(items) => return Err(too_many_nodes(key, items.len())),
+    Raw::TooLarge(Size::Array(length)) => return Err(too_many_nodes(key, *length)),
+    other => {
+      return Err(invalid(
+        key,
+        format!(
+          "must be an array of node addresses or objects (a list even for one node), got {}",
+          other.describe()
+        ),
+      ))
+    }
   };
   items
     .iter()
@@ -28,8 +37,15 @@ pub(super) fn nodes_from_option(key: &str, value: &Raw) -> Result<Vec<NodeConfig
     .collect()
 }
 
+fn too_many_nodes(key: &str, count: usize) -> String {
+  invalid(
+    key,
+    format!("at most {} nodes, got {count}", config::MAX_NODES),
+  )
+}
+
 pub(super) fn nodes_from_env(env: EnvLookup) -> Result<Vec<NodeConfig>, String> {
-  if let Some(list) = env("REDIS_NODES").filter(|t| !t.trim().is_empty()) {
+  if let Some(list) = env_text(env, "REDIS_NODES")? {
     return list
       .split(',')
       .map(str::trim)
@@ -41,7 +57,7 @@ pub(super) fn nodes_from_env(env: EnvLookup) -> Result<Vec<NodeConfig>, String> 
       })
       .collect();
   }
-  if let Some(json) = env("REDIS_INSTANCES").filter(|t| !t.trim().is_empty()) {
+  if let Some(json) = env_text(env, "REDIS_INSTANCES")? {
     let problem = |e: String| format!("invalid environment variable REDIS_INSTANCES: {e}");
     let raw = Raw::from_json(&json).map_err(problem)?;
     let Raw::Array(items) = raw else {
@@ -49,6 +65,13 @@ pub(super) fn nodes_from_env(env: EnvLookup) -> Result<Vec<NodeConfig>, String> 
         "must be a JSON list of {host, port, password, ssl} objects".into(),
       ));
     };
+    if items.len() > config::MAX_NODES {
+      return Err(problem(format!(
+        "at most {} nodes, got {}",
+        config::MAX_NODES,
+        items.len()
+      )));
+    }
     return items
       .iter()
       .enumerate()
@@ -63,10 +86,25 @@ pub(super) fn nodes_from_env(env: EnvLookup) -> Result<Vec<NodeConfig>, String> 
   )
 }
 
+/// The variable's text when set and not blank; too long a text is refused
+/// before it is parsed.
+fn env_text(env: EnvLookup, name: &str) -> Result<Option<String>, String> {
+  match env(name).filter(|text| !text.trim().is_empty()) {
+    Some(text) if text.len() > MAX_ENV_BYTES => Err(format!(
+      "invalid environment variable {name}: {} bytes, at most {MAX_ENV_BYTES}",
+      text.len()
+    )),
+    text => Ok(text),
+  }
+}
+
 /// A node address string, or `{ host, port?, username?, password?, db?, tls?, ssl? }`.
 fn node(raw: &Raw) -> Result<NodeConfig, String> {
   let entries = match raw {
     Raw::String(spec) => return NodeConfig::parse(spec),
+    Raw::TooLarge(Size::String(length)) => {
+      return Err(format!("a node string of {length} characters is too long"))
+    }
     Raw::Object(entries) => entries,
     other => {
       return Err(format!(
@@ -91,6 +129,7 @@ fn node(raw: &Raw) -> Result<NodeConfig, String> {
     match fields.get(name) {
       None => Ok(None),
       Some(Raw::String(s)) => Ok(Some(s.clone())),
+      Some(Raw::TooLarge(Size::String(_))) => Err(format!("node key '{name}' is too long")),
       // The value of a password is never shown, whatever its type.
       Some(_) if name == "password" => Err("node key 'password' must be a string".into()),
       Some(other) => Err(format!(
