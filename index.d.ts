@@ -26,7 +26,13 @@
 
 /**
  * One Redis node: `host`, `host:port`, `[::1]:6380`,
- * `redis://[user:pass@]host:port[/db]`, `rediss://...` (TLS), or an object.
+ * `redis://[user:pass@]host:port[/db]`, `rediss://...` (TLS), an Azure /
+ * StackExchange.Redis connection string
+ * (`myrediscache.redis.cache.windows.net:6380,password=...,ssl=True,abortConnect=False`,
+ * with the keys `password`, `user`, `ssl`, `defaultDatabase` and
+ * `abortConnect`, which is accepted and ignored), or an object. In a URL, a
+ * `/`, `?` or `#` in the user name or password must be percent-encoded
+ * (`encodeURIComponent`). A password never appears in an error message.
  */
 export type RedisNode = string | RedisNodeOptions
 
@@ -57,9 +63,10 @@ export interface RedisNodeOptions {
 export interface DistributedLockOptions {
   /**
    * The independent Redis nodes of the quorum, 1 to 15 and no duplicates.
-   * Default: env `REDIS_NODES` (comma separated), else env `REDIS_INSTANCES`
-   * (JSON list of `{host, port, password, ssl}`), else `localhost:6379`,
-   * `localhost:6380`, `localhost:6381`.
+   * Default: env `REDIS_NODES` (comma separated; a comma followed by a
+   * `key=value` pair continues the connection string before it), else env
+   * `REDIS_INSTANCES` (JSON list of `{host, port, password, ssl}` or node
+   * strings), else `localhost:6379`, `localhost:6380`, `localhost:6381`.
    */
   redis_nodes?: RedisNode[]
   /** camelCase spelling of {@link DistributedLockOptions.redis_nodes}. */

@@ -6,13 +6,12 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use super::node_options::{nodes_from_env, nodes_from_option};
-use super::raw::{Raw, Size};
+use super::raw::{printable, Raw, Size};
 use super::spelling::{camel_case, suggestion};
 use crate::engine::config::{
   self, AcquireOptions, LockConfig, Retries, RetryPolicy, MAX_DELAY_MS, MAX_KEY_PREFIX_BYTES,
   MAX_METADATA_BYTES, MAX_RESOURCES, MAX_RESOURCE_BYTES, MAX_TTL_MS,
 };
-use crate::engine::node::printable;
 
 /// Reads one environment variable; tests pass their own.
 pub type EnvLookup<'a> = &'a dyn Fn(&str) -> Option<String>;

@@ -213,3 +213,14 @@ impl FromNapiValue for Raw {
     Raw::read(&unknown)
   }
 }
+
+/// Shows at most 64 characters of caller input, with control characters
+/// escaped, so a message stays one readable line. Only for input that
+/// cannot be a secret: option keys, resource names, numbers.
+pub fn printable(text: &str) -> String {
+  let mut out: String = text.chars().take(64).flat_map(char::escape_debug).collect();
+  if text.chars().nth(64).is_some() {
+    out.push('…');
+  }
+  out
+}
