@@ -5,8 +5,8 @@
 import assert from 'node:assert/strict'
 import { after, afterEach, before, describe, test } from 'node:test'
 
-import { DistributedLock, resolveNodes, type LockError, type ResolvedNode } from '..'
-import { Cluster } from './helpers/redis'
+import { resolveNodes, type LockError, type ResolvedNode } from '..'
+import { useCluster } from './helpers/fixture'
 
 const KEYS = ['Zk9xQ2/Lm+Tq7WsYtUbVc3Nd8Ke5Rf1Hg6Jh0Pi4Ao=', 'Ab3dE/f+GhIjKlMnOpQrStUvWxYz0123456789abcdE=', 'Qq1/2+3=']
 const portal = (host: string, key: string) => `${host}:6380,password=${key},ssl=True,abortConnect=False`
@@ -125,27 +125,25 @@ describe('connection strings', () => {
 })
 
 describe('connection strings against real nodes, each with its own key', () => {
-  let cluster: Cluster
+  const t = useCluster(3)
 
   before(async () => {
-    cluster = await Cluster.start(3)
-    await Promise.all(cluster.nodes.map((node, i) => node.redis().config('SET', 'requirepass', KEYS[i])))
+    // The helper's own clients stay authenticated: requirepass spares open connections.
+    await Promise.all(t.cluster.nodes.map((node, i) => node.redis().config('SET', 'requirepass', KEYS[i])))
   })
-  after(async () => {
+  after(() => {
     delete process.env.REDIS_NODES
-    await cluster.stop()
   })
 
   test('three portal strings in REDIS_NODES lock and release', async () => {
-    process.env.REDIS_NODES = cluster.nodes.map((node, i) => `127.0.0.1:${node.port},password=${KEYS[i]},ssl=False,abortConnect=False`).join(',')
-    const lock = new DistributedLock({ retry_count: 0 })
-    try {
-      const handle = await lock.acquire('portal', 5_000)
-      assert.ok(handle)
-      assert.equal((await lock.health()).counted, 3)
-      assert.equal(await handle.release(), true)
-    } finally {
-      await lock.close()
-    }
+    process.env.REDIS_NODES = t.cluster.nodes
+      .map((node, i) => `127.0.0.1:${node.port},password=${KEYS[i]},ssl=False,abortConnect=False`)
+      .join(',')
+    // No redis_nodes: the nodes come from REDIS_NODES.
+    const lock = t.newLock({ redis_nodes: undefined, retry_count: 0 })
+    const handle = await lock.acquire('portal', 5_000)
+    assert.ok(handle)
+    assert.equal((await lock.health()).counted, 3)
+    assert.equal(await handle.release(), true)
   })
 })

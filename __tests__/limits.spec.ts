@@ -5,10 +5,11 @@
 import assert from 'node:assert/strict'
 import { spawnSync } from 'node:child_process'
 import path from 'node:path'
-import { after, before, describe, test } from 'node:test'
+import { after, describe, test } from 'node:test'
 
-import { DistributedLock, type LockError } from '..'
-import { Cluster } from './helpers/redis'
+import { DistributedLock } from '..'
+import { thrown } from './helpers/errors'
+import { useCluster } from './helpers/fixture'
 
 const MAX_RESOURCES = 64
 const MAX_NAME_BYTES = 1 << 20
@@ -67,16 +68,11 @@ function watchedObject(size: number): { object: Record<string, string>; reads: (
   return { object, reads: () => reads }
 }
 
-function thrown(build: () => unknown): LockError {
-  try {
-    build()
-  } catch (error) {
-    return error as LockError
-  }
-  assert.fail('accepted')
-}
-
 describe('huge inputs are rejected from their size alone', () => {
+  // Nothing reaches a node: every call is refused before any work.
+  const lock = new DistributedLock({ redis_nodes: NOWHERE })
+  after(() => lock.close())
+
   test('acquire(new Array(2 ** 32 - 1)) rejects at once instead of blocking the thread', () => {
     const failure = failureOf('lock.acquire(new Array(2 ** 32 - 1))')
     assert.equal(failure.code, 'ERR_INVALID_ARG')
@@ -97,44 +93,29 @@ describe('huge inputs are rejected from their size alone', () => {
   })
 
   test('the length of a list is checked before any of its elements is read', async () => {
-    const lock = new DistributedLock({ redis_nodes: NOWHERE })
-    try {
-      const resources = watchedList(MAX_RESOURCES + 1)
-      await assert.rejects(lock.acquire(resources.list, 1_000), { code: 'ERR_INVALID_ARG', message: /at most 64 resources per lock, got a list of 65/ })
-      assert.equal(resources.reads(), 0, 'elements read')
-      const big = watchedList(100_000)
-      await assert.rejects(lock.inspect(big.list as never), { code: 'ERR_INVALID_ARG' })
-      assert.equal(big.reads(), 0, 'elements read')
-    } finally {
-      await lock.close()
-    }
+    const resources = watchedList(MAX_RESOURCES + 1)
+    await assert.rejects(lock.acquire(resources.list, 1_000), { code: 'ERR_INVALID_ARG', message: /at most 64 resources per lock, got a list of 65/ })
+    assert.equal(resources.reads(), 0, 'elements read')
+    const big = watchedList(100_000)
+    await assert.rejects(lock.inspect(big.list as never), { code: 'ERR_INVALID_ARG' })
+    assert.equal(big.reads(), 0, 'elements read')
   })
 
   test('an object with more keys than any option has is not read', async () => {
-    const lock = new DistributedLock({ redis_nodes: NOWHERE })
-    try {
-      const metadata = watchedObject(5_000)
-      await assert.rejects(lock.acquire('x', 1_000, { metadata: metadata.object }), { code: 'ERR_INVALID_ARG', message: /'metadata'.*at most 8192 bytes/ })
-      assert.equal(metadata.reads(), 0, 'values read')
-      const options = watchedObject(5_000)
-      assert.equal(thrown(() => new DistributedLock(options.object as never)).code, 'ERR_INVALID_ARG')
-      assert.equal(options.reads(), 0, 'values read')
-    } finally {
-      await lock.close()
-    }
+    const metadata = watchedObject(5_000)
+    await assert.rejects(lock.acquire('x', 1_000, { metadata: metadata.object }), { code: 'ERR_INVALID_ARG', message: /'metadata'.*at most 8192 bytes/ })
+    assert.equal(metadata.reads(), 0, 'values read')
+    const options = watchedObject(5_000)
+    assert.equal(thrown(() => new DistributedLock(options.object as never)).code, 'ERR_INVALID_ARG')
+    assert.equal(options.reads(), 0, 'values read')
   })
 
   test('strings of 100 MB: a resource, a key prefix, a password, metadata', async () => {
     const huge = 'x'.repeat(100_000_000)
-    const lock = new DistributedLock({ redis_nodes: NOWHERE })
-    try {
-      await assert.rejects(lock.acquire(huge, 1_000), { code: 'ERR_INVALID_ARG', message: /resource: a resource name is at most 1048576 bytes/ })
-      await assert.rejects(lock.acquire(['a', huge], 1_000), { code: 'ERR_INVALID_ARG', message: /resource \[1\]/ })
-      await assert.rejects(lock.inspect(huge), { code: 'ERR_INVALID_ARG', message: /at most 1048576 bytes/ })
-      await assert.rejects(lock.acquire('x', 1_000, { metadata: { blob: huge } }), { code: 'ERR_INVALID_ARG', message: /'metadata'.*at most 8192 bytes/ })
-    } finally {
-      await lock.close()
-    }
+    await assert.rejects(lock.acquire(huge, 1_000), { code: 'ERR_INVALID_ARG', message: /resource: a resource name is at most 1048576 bytes/ })
+    await assert.rejects(lock.acquire(['a', huge], 1_000), { code: 'ERR_INVALID_ARG', message: /resource \[1\]/ })
+    await assert.rejects(lock.inspect(huge), { code: 'ERR_INVALID_ARG', message: /at most 1048576 bytes/ })
+    await assert.rejects(lock.acquire('x', 1_000, { metadata: { blob: huge } }), { code: 'ERR_INVALID_ARG', message: /'metadata'.*at most 8192 bytes/ })
     assert.match(thrown(() => new DistributedLock({ redis_nodes: NOWHERE, key_prefix: huge })).message, /'key_prefix'.*at most 256 bytes/)
     const password = thrown(() => new DistributedLock({ redis_nodes: [{ host: 'h', password: huge }] }))
     assert.match(password.message, /'password' is too long/)
@@ -144,29 +125,19 @@ describe('huge inputs are rejected from their size alone', () => {
 })
 
 describe('the limits, at their edges, against real nodes', () => {
-  let cluster: Cluster
-  let lock: DistributedLock
-
-  before(async () => {
-    cluster = await Cluster.start(3)
-    lock = new DistributedLock({ redis_nodes: cluster.addresses, retry_count: 0 })
-  })
-  after(async () => {
-    await lock.close()
-    await cluster.stop()
-  })
+  const t = useCluster(3, { lock: { retry_count: 0 } })
 
   test(`${MAX_RESOURCES} resources are locked together; one more is rejected`, async () => {
     const names = Array.from({ length: MAX_RESOURCES }, (_, i) => `many-${i}`)
-    const handle = await lock.acquire(names, 5_000)
+    const handle = await t.lock.acquire(names, 5_000)
     assert.ok(handle)
-    await cluster.settled('redlock:many-63', [handle.value, handle.value, handle.value])
+    await t.cluster.settled('redlock:many-63', [handle.value, handle.value, handle.value])
     assert.equal(await handle.release(), true)
-    await assert.rejects(lock.acquire([...names, 'one-more'], 5_000), {
+    await assert.rejects(t.lock.acquire([...names, 'one-more'], 5_000), {
       code: 'ERR_INVALID_ARG',
       message: /at most 64 resources per lock, got a list of 65/,
     })
-    await assert.rejects(lock.acquire([...names.slice(1), names[5]], 5_000), {
+    await assert.rejects(t.lock.acquire([...names.slice(1), names[5]], 5_000), {
       code: 'ERR_INVALID_ARG',
       message: /'many-5' is listed twice \(entries 4 and 63\)/,
     })
@@ -174,26 +145,21 @@ describe('the limits, at their edges, against real nodes', () => {
 
   test('a name of 1 MiB is locked; one byte more, or two names over 1 MiB together, are rejected', async () => {
     const longest = 'n'.repeat(MAX_NAME_BYTES - 2) + 'é'
-    const handle = await lock.acquire(longest, 5_000)
+    const handle = await t.lock.acquire(longest, 5_000)
     assert.ok(handle)
     assert.equal(await handle.release(), true)
-    await assert.rejects(lock.acquire(`${longest}!`, 5_000), { code: 'ERR_INVALID_ARG', message: /at most 1048576 bytes, got 1048577/ })
+    await assert.rejects(t.lock.acquire(`${longest}!`, 5_000), { code: 'ERR_INVALID_ARG', message: /at most 1048576 bytes, got 1048577/ })
     const half = 'h'.repeat(MAX_NAME_BYTES / 2)
-    await assert.rejects(lock.acquire([`${half}1`, `${half}2`], 5_000), { code: 'ERR_INVALID_ARG', message: /together/ })
+    await assert.rejects(t.lock.acquire([`${half}1`, `${half}2`], 5_000), { code: 'ERR_INVALID_ARG', message: /together/ })
   })
 
   test(`a key prefix of ${MAX_PREFIX_BYTES} bytes is used; one byte more is rejected`, async () => {
     const key_prefix = 'p'.repeat(MAX_PREFIX_BYTES - 1) + ':'
-    const prefixed = new DistributedLock({ redis_nodes: cluster.addresses, key_prefix })
-    try {
-      const handle = await prefixed.acquire('x', 5_000)
-      assert.ok(handle)
-      await cluster.settled(`${key_prefix}x`, [handle.value, handle.value, handle.value])
-      assert.equal(await handle.release(), true)
-    } finally {
-      await prefixed.close()
-    }
-    const error = thrown(() => new DistributedLock({ redis_nodes: cluster.addresses, key_prefix: `${key_prefix}!` }))
+    const handle = await t.newLock({ key_prefix }).acquire('x', 5_000)
+    assert.ok(handle)
+    await t.cluster.settled(`${key_prefix}x`, [handle.value, handle.value, handle.value])
+    assert.equal(await handle.release(), true)
+    const error = thrown(() => t.newLock({ key_prefix: `${key_prefix}!` }))
     assert.equal(error.code, 'ERR_INVALID_ARG')
     assert.match(error.message, /'key_prefix'.*at most 256 bytes, got 257/)
   })

@@ -4,10 +4,11 @@
 // characters URLs reserve work once percent-encoded.
 
 import assert from 'node:assert/strict'
-import { after, afterEach, before, describe, test } from 'node:test'
+import { afterEach, before, describe, test } from 'node:test'
 
 import { DistributedLock, resolveNodes, type LockError } from '..'
-import { Cluster } from './helpers/redis'
+import { thrown } from './helpers/errors'
+import { useCluster } from './helpers/fixture'
 
 /** A key as the Azure portal hands them out: base64, with '/', '+' and '='. */
 const KEY = 'Zk9xQ2/Lm+Tq7WsYtUbVc3Nd8Ke5Rf1Hg6Jh0Pi4Ao='
@@ -29,16 +30,6 @@ function leaked(text: string, secret: string): string | undefined {
 function assertNoSecret(text: string, secret: string, what: string): void {
   const piece = leaked(text, secret)
   assert.equal(piece, undefined, `${what} shows '${piece}' of the secret: ${text}`)
-}
-
-/** The error `build` throws; fails when it throws none. */
-function thrown(build: () => unknown): LockError {
-  try {
-    build()
-  } catch (error) {
-    return error as LockError
-  }
-  assert.fail('accepted')
 }
 
 /** Every way a node list reaches the parser: the option, and both environment variables. */
@@ -187,63 +178,55 @@ describe('node strings that carry a password are read, and their labels do not s
 })
 
 describe('passwords against real nodes', () => {
-  let cluster: Cluster
+  const t = useCluster(3)
   const WRONG = 'Wr0ng/K3y+Is=Here#'
+  const ports = () => t.cluster.nodes.map((node) => node.port)
 
   before(async () => {
-    cluster = await Cluster.start(3, {
-      args: ['--requirepass', NASTY, '--user', 'locker', 'on', `>${KEY}`, '~*', '&*', '+@all'],
-    })
-  })
-  after(async () => {
-    await cluster.stop()
+    // The helper's own clients stay authenticated: requirepass spares open connections.
+    for (const node of t.cluster.nodes) {
+      await node.redis().acl('SETUSER', 'locker', 'on', `>${KEY}`, '~*', '&*', '+@all')
+      await node.redis().config('SET', 'requirepass', NASTY)
+    }
   })
 
-  async function lockAndRelease(redis_nodes: string[]): Promise<void> {
-    const lock = new DistributedLock({ redis_nodes, retry_count: 0 })
-    try {
-      const handle = await lock.acquire('secret-test', 5_000)
-      assert.ok(handle, `acquired through ${redis_nodes[0].replace(/:[^@]*@/, ':***@')}`)
-      assert.equal(await handle.release(), true)
-    } finally {
-      await lock.close()
-    }
+  /** Locks and releases through `redis_nodes`; `form` names them in a failure (their passwords are not shown). */
+  async function lockAndRelease(form: string, redis_nodes: string[]): Promise<void> {
+    const handle = await t.newLock({ redis_nodes, retry_count: 0 }).acquire('secret-test', 5_000)
+    assert.ok(handle, `acquired through ${form}`)
+    assert.equal(await handle.release(), true, `released through ${form}`)
   }
 
   test('percent-encoded URL passwords with / + = # ? @ : % work, for the default user and an ACL user', async () => {
-    await lockAndRelease(cluster.nodes.map((node) => `redis://:${encodeURIComponent(NASTY)}@127.0.0.1:${node.port}`))
-    await lockAndRelease(cluster.nodes.map((node) => `redis://locker:${encodeURIComponent(KEY)}@127.0.0.1:${node.port}`))
+    await lockAndRelease('a URL', ports().map((port) => `redis://:${encodeURIComponent(NASTY)}@127.0.0.1:${port}`))
+    await lockAndRelease('a URL with a user', ports().map((port) => `redis://locker:${encodeURIComponent(KEY)}@127.0.0.1:${port}`))
   })
 
   test('connection strings with password= and user= work', async () => {
-    await lockAndRelease(cluster.nodes.map((node) => `127.0.0.1:${node.port},password=${NASTY},ssl=False,abortConnect=False`))
-    await lockAndRelease(cluster.nodes.map((node) => `127.0.0.1:${node.port},user=locker,password=${KEY},abortConnect=True`))
+    await lockAndRelease('a connection string', ports().map((port) => `127.0.0.1:${port},password=${NASTY},ssl=False,abortConnect=False`))
+    await lockAndRelease('a connection string with a user', ports().map((port) => `127.0.0.1:${port},user=locker,password=${KEY},abortConnect=True`))
   })
 
   test('a password the nodes refuse: nodeErrors and health() name the node, never the password', async () => {
     for (const redis_nodes of [
-      cluster.nodes.map((node) => `127.0.0.1:${node.port},password=${WRONG},abortConnect=False`),
-      cluster.nodes.map((node) => `redis://locker:${encodeURIComponent(WRONG)}@127.0.0.1:${node.port}`),
+      ports().map((port) => `127.0.0.1:${port},password=${WRONG},abortConnect=False`),
+      ports().map((port) => `redis://locker:${encodeURIComponent(WRONG)}@127.0.0.1:${port}`),
     ]) {
-      const lock = new DistributedLock({ redis_nodes, retry_count: 0 })
-      try {
-        const error = (await lock.acquire('secret-test', 5_000).then(
-          () => assert.fail('acquired with a wrong password'),
-          (e: unknown) => e,
-        )) as LockError
-        assert.equal(error.code, 'ERR_QUORUM_UNAVAILABLE', error.message)
-        assert.ok((error.nodeErrors?.length ?? 0) >= 2)
-        for (const nodeError of error.nodeErrors ?? []) assert.match(nodeError.node, /^127\.0\.0\.1:\d+$/)
-        const health = await lock.health()
-        assert.equal(health.quorumReachable, false)
-        const text = JSON.stringify({ message: error.message, stack: error.stack, nodeErrors: error.nodeErrors, health })
-        assert.match(text, /WRONGPASS|auth/i)
-        assertNoSecret(text, WRONG, 'the error and health()')
-        assertNoSecret(text, KEY, 'the error and health()')
-        assertNoSecret(text, NASTY, 'the error and health()')
-      } finally {
-        await lock.close()
-      }
+      const lock = t.newLock({ redis_nodes, retry_count: 0 })
+      const error = (await lock.acquire('secret-test', 5_000).then(
+        () => assert.fail('acquired with a wrong password'),
+        (e: unknown) => e,
+      )) as LockError
+      assert.equal(error.code, 'ERR_QUORUM_UNAVAILABLE', error.message)
+      assert.ok((error.nodeErrors?.length ?? 0) >= 2)
+      for (const nodeError of error.nodeErrors ?? []) assert.match(nodeError.node, /^127\.0\.0\.1:\d+$/)
+      const health = await lock.health()
+      assert.equal(health.quorumReachable, false)
+      const text = JSON.stringify({ message: error.message, stack: error.stack, nodeErrors: error.nodeErrors, health })
+      assert.match(text, /WRONGPASS|auth/i)
+      assertNoSecret(text, WRONG, 'the error and health()')
+      assertNoSecret(text, KEY, 'the error and health()')
+      assertNoSecret(text, NASTY, 'the error and health()')
     }
   })
 })

@@ -2,23 +2,11 @@
 //! every rejection, and no secret in any message.
 
 use super::*;
+use crate::binding::raw::build::{obj, s};
 use crate::engine::node::secrets::{leaked, KEY};
 
 const PORTAL: &str =
   "myrediscache.redis.cache.windows.net:6380,password=Zk9xQ2/Lm+Tq7WsYtUbVc3Nd8Ke5Rf1Hg6Jh0Pi4Ao=,ssl=True,abortConnect=False";
-
-fn s(text: &str) -> Raw {
-  Raw::String(text.into())
-}
-
-fn obj(entries: &[(&str, Raw)]) -> Raw {
-  Raw::Object(
-    entries
-      .iter()
-      .map(|(k, v)| (k.to_string(), v.clone()))
-      .collect(),
-  )
-}
 
 /// An environment with only `name` set.
 fn only(name: &'static str, value: String) -> impl Fn(&str) -> Option<String> {

@@ -1,20 +1,8 @@
 //! The options parser against every spelling, default and mistake.
 
 use super::*;
+use crate::binding::raw::build::{obj, s};
 use crate::engine::node::NodeConfig;
-
-fn obj(entries: &[(&str, Raw)]) -> Raw {
-  Raw::Object(
-    entries
-      .iter()
-      .map(|(k, v)| (k.to_string(), v.clone()))
-      .collect(),
-  )
-}
-
-fn s(text: &str) -> Raw {
-  Raw::String(text.into())
-}
 
 fn no_env(_: &str) -> Option<String> {
   None

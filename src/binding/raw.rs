@@ -224,3 +224,22 @@ pub fn printable(text: &str) -> String {
   }
   out
 }
+
+/// Raw values as the parsers' tests write them.
+#[cfg(test)]
+pub(super) mod build {
+  use super::Raw;
+
+  pub fn obj(entries: &[(&str, Raw)]) -> Raw {
+    Raw::Object(
+      entries
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.clone()))
+        .collect(),
+    )
+  }
+
+  pub fn s(text: &str) -> Raw {
+    Raw::String(text.into())
+  }
+}
