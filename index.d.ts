@@ -26,7 +26,13 @@
 
 /**
  * One Redis node: `host`, `host:port`, `[::1]:6380`,
- * `redis://[user:pass@]host:port[/db]`, `rediss://...` (TLS), or an object.
+ * `redis://[user:pass@]host:port[/db]`, `rediss://...` (TLS), an Azure /
+ * StackExchange.Redis connection string
+ * (`myrediscache.redis.cache.windows.net:6380,password=...,ssl=True,abortConnect=False`,
+ * with the keys `password`, `user`, `ssl`, `defaultDatabase` and
+ * `abortConnect`, which is accepted and ignored), or an object. In a URL, a
+ * `/`, `?` or `#` in the user name or password must be percent-encoded
+ * (`encodeURIComponent`). A password never appears in an error message.
  */
 export type RedisNode = string | RedisNodeOptions
 
@@ -57,9 +63,10 @@ export interface RedisNodeOptions {
 export interface DistributedLockOptions {
   /**
    * The independent Redis nodes of the quorum, 1 to 15 and no duplicates.
-   * Default: env `REDIS_NODES` (comma separated), else env `REDIS_INSTANCES`
-   * (JSON list of `{host, port, password, ssl}`), else `localhost:6379`,
-   * `localhost:6380`, `localhost:6381`.
+   * Default: env `REDIS_NODES` (comma separated; a comma followed by a
+   * `key=value` pair continues the connection string before it), else env
+   * `REDIS_INSTANCES` (JSON list of `{host, port, password, ssl}` or node
+   * strings), else `localhost:6379`, `localhost:6380`, `localhost:6381`.
    */
   redis_nodes?: RedisNode[]
   /** camelCase spelling of {@link DistributedLockOptions.redis_nodes}. */
@@ -91,9 +98,10 @@ export interface DistributedLockOptions {
   /** camelCase spelling of {@link DistributedLockOptions.drift_factor}. */
   driftFactor?: number
   /**
-   * Prefix of every key this library writes: the lock of a resource is
-   * `<key_prefix><resource>`, its fencing counter `<key_prefix>fence:<resource>`
-   * (so resource names may not begin with `fence:`). Default: `'redlock:'`.
+   * Prefix of every key this library writes, at most 256 bytes: the lock of
+   * a resource is `<key_prefix><resource>`, its fencing counter
+   * `<key_prefix>fence:<resource>` (so resource names may not begin with
+   * `fence:`). Default: `'redlock:'`.
    */
   key_prefix?: string
   /** camelCase spelling of {@link DistributedLockOptions.key_prefix}. */
@@ -259,15 +267,17 @@ export declare class DistributedLock {
 
   /**
    * Acquires `resource` (a list is locked all-or-nothing) for `ttlMs`
-   * (default: `lock_ttl_ms`).
+   * (default: `lock_ttl_ms`). A list holds at most 64 distinct names; a
+   * name, and all names of one call together, take at most 1 MiB of UTF-8.
+   * Larger input is rejected from its size, before any of it is read.
    * @returns a handle when a majority of nodes granted the lock within its
    *   validity; `null` when the resource is held by another owner after
    *   every attempt.
    * @throws {LockError} (as a rejection) `ERR_QUORUM_UNAVAILABLE` when the
    *   last attempt failed because fewer than a majority of nodes answered,
-   *   with `nodeErrors`; `ERR_INVALID_ARG` (also for a resource named
-   *   `fence:...`, the name of another resource's fencing counter);
-   *   `ERR_LOCK_CLOSED`.
+   *   with `nodeErrors`; `ERR_INVALID_ARG` (for a resource or option, past
+   *   those limits, or for a resource named `fence:...`, the name of another
+   *   resource's fencing counter); `ERR_LOCK_CLOSED`.
    */
   acquire(resource: string | string[], ttlMs?: number, options?: AcquireOptions): Promise<LockHandle | null>
 

@@ -6,12 +6,12 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use super::node_options::{nodes_from_env, nodes_from_option};
-use super::raw::Raw;
+use super::raw::{printable, Raw, Size};
 use super::spelling::{camel_case, suggestion};
 use crate::engine::config::{
-  self, AcquireOptions, LockConfig, Retries, RetryPolicy, MAX_DELAY_MS, MAX_TTL_MS,
+  self, AcquireOptions, LockConfig, Retries, RetryPolicy, MAX_DELAY_MS, MAX_KEY_PREFIX_BYTES,
+  MAX_METADATA_BYTES, MAX_RESOURCES, MAX_RESOURCE_BYTES, MAX_TTL_MS,
 };
-use crate::engine::node::printable;
 
 /// Reads one environment variable; tests pass their own.
 pub type EnvLookup<'a> = &'a dyn Fn(&str) -> Option<String>;
@@ -77,7 +77,19 @@ pub fn lock_config(raw: &Raw, env: EnvLookup) -> Result<LockConfig, String> {
   }
   if let Some((key, value)) = options.get("key_prefix") {
     config.key_prefix = match value {
-      Raw::String(prefix) => prefix.clone(),
+      Raw::String(prefix) if prefix.len() <= MAX_KEY_PREFIX_BYTES => prefix.clone(),
+      Raw::String(prefix) => {
+        return Err(invalid(
+          key,
+          format!("at most {MAX_KEY_PREFIX_BYTES} bytes, got {}", prefix.len()),
+        ))
+      }
+      Raw::TooLarge(Size::String(length)) => {
+        return Err(invalid(
+          key,
+          format!("at most {MAX_KEY_PREFIX_BYTES} bytes, got {length} characters"),
+        ))
+      }
       other => {
         return Err(invalid(
           key,
@@ -149,38 +161,66 @@ pub fn acquire_options(raw: &Raw, defaults: RetryPolicy) -> Result<AcquireOption
   })
 }
 
-/// One resource name, or a non-empty list of distinct ones.
+/// One resource name, or a non-empty list of at most [`MAX_RESOURCES`]
+/// distinct ones whose names take at most [`MAX_RESOURCE_BYTES`] together.
 pub fn resources(raw: &Raw) -> Result<Vec<String>, String> {
-  let one = |value: &Raw, what: &str| match value {
+  let items = match raw {
+    Raw::Array(items) if items.is_empty() => {
+      return Err("resource: the list of resources is empty".into())
+    }
+    Raw::Array(items) if items.len() <= MAX_RESOURCES => items,
+    Raw::Array(items) => return Err(too_many_resources(items.len())),
+    Raw::TooLarge(Size::Array(length)) => return Err(too_many_resources(*length)),
+    other => return Ok(vec![resource(other, "resource")?.to_string()]),
+  };
+  let mut first: HashMap<&str, usize> = HashMap::with_capacity(items.len());
+  let mut names = Vec::with_capacity(items.len());
+  let mut total = 0;
+  for (i, item) in items.iter().enumerate() {
+    let name = resource(item, &format!("resource [{i}]"))?;
+    if let Some(earlier) = first.insert(name, i) {
+      return Err(format!(
+        "resource: '{}' is listed twice (entries {earlier} and {i})",
+        printable(name)
+      ));
+    }
+    total += name.len();
+    if total > MAX_RESOURCE_BYTES {
+      return Err(format!(
+        "resource: the names of one lock take at most {MAX_RESOURCE_BYTES} bytes together, \
+         got {total} up to [{i}]"
+      ));
+    }
+    names.push(name.to_string());
+  }
+  Ok(names)
+}
+
+fn too_many_resources(count: usize) -> String {
+  format!("resource: at most {MAX_RESOURCES} resources per lock, got a list of {count}")
+}
+
+/// One resource name, `what` in messages.
+fn resource<'r>(value: &'r Raw, what: &str) -> Result<&'r str, String> {
+  match value {
+    Raw::String(name) if name.is_empty() => Err(format!(
+      "{what} is an empty string; name the resource to lock"
+    )),
+    Raw::String(name) if name.len() > MAX_RESOURCE_BYTES => Err(format!(
+      "{what}: a resource name is at most {MAX_RESOURCE_BYTES} bytes, got {}",
+      name.len()
+    )),
     Raw::String(name) if name.starts_with("fence:") => Err(format!(
       "{what} '{}' is the name of the fencing counter of resource '{}'; \
        choose a name that does not begin with 'fence:'",
       printable(name),
       printable(&name["fence:".len()..])
     )),
-    Raw::String(name) if !name.is_empty() => Ok(name.clone()),
-    Raw::String(_) => Err(format!(
-      "{what} is an empty string; name the resource to lock"
+    Raw::String(name) => Ok(name),
+    Raw::TooLarge(Size::String(length)) => Err(format!(
+      "{what}: a resource name is at most {MAX_RESOURCE_BYTES} bytes, got {length} characters"
     )),
     other => Err(format!("{what} must be a string, got {}", other.describe())),
-  };
-  match raw {
-    Raw::Array(items) if items.is_empty() => Err("resource: the list of resources is empty".into()),
-    Raw::Array(items) => {
-      let mut names: Vec<String> = Vec::with_capacity(items.len());
-      for (i, item) in items.iter().enumerate() {
-        let name = one(item, &format!("resource [{i}]"))?;
-        if let Some(first) = names.iter().position(|n| *n == name) {
-          return Err(format!(
-            "resource: '{}' is listed twice (entries {first} and {i})",
-            printable(&name)
-          ));
-        }
-        names.push(name);
-      }
-      Ok(names)
-    }
-    other => Ok(vec![one(other, "resource")?]),
   }
 }
 
@@ -207,6 +247,11 @@ impl<'a> Options<'a> {
     let entries: &[(String, Raw)] = match raw {
       Raw::Undefined => &[],
       Raw::Object(entries) => entries,
+      Raw::TooLarge(Size::Object(length)) => {
+        return Err(format!(
+          "{what}: an object of {length} keys, more than there are options"
+        ))
+      }
       other => {
         return Err(format!(
           "{what} must be an object, got {}",
@@ -300,14 +345,26 @@ fn boolean(key: &str, value: &Raw) -> Result<bool, String> {
 /// Holder metadata: an object of strings, kept as the JSON stored with the
 /// lock.
 fn metadata(key: &str, value: &Raw) -> Result<String, String> {
-  let Raw::Object(entries) = value else {
-    return Err(invalid(
+  let too_large = |size: String| {
+    invalid(
       key,
-      format!(
-        "must be an object of strings, as {{ instance: 'us-east-1' }}, got {}",
-        value.describe()
-      ),
-    ));
+      format!("at most {MAX_METADATA_BYTES} bytes as JSON are stored with a lock, got {size}"),
+    )
+  };
+  let entries = match value {
+    Raw::Object(entries) => entries,
+    Raw::TooLarge(Size::Object(length)) => {
+      return Err(too_large(format!("an object of {length} keys")))
+    }
+    other => {
+      return Err(invalid(
+        key,
+        format!(
+          "must be an object of strings, as {{ instance: 'us-east-1' }}, got {}",
+          other.describe()
+        ),
+      ))
+    }
   };
   let mut object = serde_json::Map::new();
   for (name, field) in entries {
@@ -316,6 +373,12 @@ fn metadata(key: &str, value: &Raw) -> Result<String, String> {
         object.insert(name.clone(), serde_json::Value::String(text.clone()));
       }
       Raw::Undefined => {}
+      Raw::TooLarge(Size::String(length)) => {
+        return Err(too_large(format!(
+          "a string of {length} characters in '{}'",
+          printable(name)
+        )))
+      }
       other => {
         return Err(invalid(
           &format!("{key}.{name}"),
@@ -325,15 +388,8 @@ fn metadata(key: &str, value: &Raw) -> Result<String, String> {
     }
   }
   let json = serde_json::Value::Object(object).to_string();
-  if json.len() > config::MAX_METADATA_BYTES {
-    return Err(invalid(
-      key,
-      format!(
-        "is {} bytes as JSON, at most {} are stored with a lock",
-        json.len(),
-        config::MAX_METADATA_BYTES
-      ),
-    ));
+  if json.len() > MAX_METADATA_BYTES {
+    return Err(too_large(format!("{} bytes", json.len())));
   }
   Ok(json)
 }

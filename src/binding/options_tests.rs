@@ -1,20 +1,8 @@
 //! The options parser against every spelling, default and mistake.
 
 use super::*;
+use crate::binding::raw::build::{obj, s};
 use crate::engine::node::NodeConfig;
-
-fn obj(entries: &[(&str, Raw)]) -> Raw {
-  Raw::Object(
-    entries
-      .iter()
-      .map(|(k, v)| (k.to_string(), v.clone()))
-      .collect(),
-  )
-}
-
-fn s(text: &str) -> Raw {
-  Raw::String(text.into())
-}
 
 fn no_env(_: &str) -> Option<String> {
   None
@@ -305,4 +293,117 @@ fn camel_case_of_every_option() {
   assert_eq!(camel_case("redis_nodes"), "redisNodes");
   assert_eq!(camel_case("lock_ttl_ms"), "lockTtlMs");
   assert_eq!(camel_case("retry_jitter_ms"), "retryJitterMs");
+}
+
+#[test]
+fn resources_are_bounded_in_count_and_bytes() {
+  let names = |count: usize| Raw::Array((0..count).map(|i| s(&format!("r{i}"))).collect());
+  assert_eq!(
+    resources(&names(MAX_RESOURCES)).unwrap().len(),
+    MAX_RESOURCES
+  );
+  let longest = "é".repeat(MAX_RESOURCE_BYTES / 2);
+  assert_eq!(
+    resources(&s(&longest)).unwrap(),
+    std::slice::from_ref(&longest)
+  );
+  for (raw, reason) in [
+    (
+      names(MAX_RESOURCES + 1),
+      "at most 64 resources per lock, got a list of 65",
+    ),
+    (
+      Raw::TooLarge(Size::Array(4_294_967_295)),
+      "at most 64 resources per lock, got a list of 4294967295",
+    ),
+    (
+      s(&format!("{longest}x")),
+      "resource: a resource name is at most 1048576 bytes, got 1048577",
+    ),
+    (
+      Raw::TooLarge(Size::String(100_000_000)),
+      "resource: a resource name is at most 1048576 bytes, got 100000000 characters",
+    ),
+    (
+      Raw::Array(vec![s("a"), Raw::TooLarge(Size::String(2_000_000))]),
+      "resource [1]: a resource name is at most",
+    ),
+    (
+      Raw::Array(vec![s(&"a".repeat(600_000)), s(&"b".repeat(600_000))]),
+      "take at most 1048576 bytes together, got 1200000 up to [1]",
+    ),
+    (
+      Raw::TooLarge(Size::Object(5000)),
+      "got an object of 5000 keys",
+    ),
+  ] {
+    let error = resources(&raw).expect_err(reason);
+    assert!(error.contains(reason), "{reason}: {error}");
+  }
+  let mut listed: Vec<Raw> = (0..64).map(|i| s(&format!("r{i}"))).collect();
+  listed[63] = s("r5");
+  let error = resources(&Raw::Array(listed)).unwrap_err();
+  assert!(
+    error.contains("'r5' is listed twice (entries 5 and 63)"),
+    "{error}"
+  );
+}
+
+#[test]
+fn key_prefix_metadata_and_options_are_bounded() {
+  let prefix = |raw: Raw| lock_config(&obj(&[("key_prefix", raw)]), &no_env);
+  assert!(prefix(s(&"p".repeat(MAX_KEY_PREFIX_BYTES))).is_ok());
+  let error = prefix(s(&"p".repeat(MAX_KEY_PREFIX_BYTES + 1))).unwrap_err();
+  assert!(
+    error.contains("'key_prefix': at most 256 bytes, got 257"),
+    "{error}"
+  );
+  let error = prefix(Raw::TooLarge(Size::String(100_000_000))).unwrap_err();
+  assert!(error.contains("got 100000000 characters"), "{error}");
+
+  let defaults = lock_config(&Raw::Undefined, &no_env).unwrap().retry;
+  for (metadata, reason) in [
+    (
+      Raw::TooLarge(Size::Object(5000)),
+      "at most 8192 bytes as JSON are stored with a lock, got an object of 5000 keys",
+    ),
+    (
+      obj(&[("blob", Raw::TooLarge(Size::String(100_000_000)))]),
+      "got a string of 100000000 characters in 'blob'",
+    ),
+    (obj(&[("blob", s(&"x".repeat(9000)))]), "got 9011 bytes"),
+    (
+      Raw::TooLarge(Size::Array(4_294_967_295)),
+      "must be an object of strings",
+    ),
+  ] {
+    let error = acquire_options(&obj(&[("metadata", metadata)]), defaults).unwrap_err();
+    assert!(
+      error.contains("'metadata'") && error.contains(reason),
+      "{reason}: {error}"
+    );
+  }
+  let error = lock_config(&Raw::TooLarge(Size::Object(5000)), &no_env).unwrap_err();
+  assert!(error.contains("options: an object of 5000 keys"), "{error}");
+}
+
+#[test]
+fn a_value_is_shown_only_when_it_cannot_be_a_secret() {
+  for (raw, shown) in [
+    (s("30000"), "string '30000'"),
+    (s(" 1.5 "), "string ' 1.5 '"),
+    (s("true"), "string 'true'"),
+    (s("hunter2"), "a string"),
+    (s("Zk9xQ2/Lm+Tq7WsYtUbVc3Nd8Ke5Rf1Hg6Jh0Pi4Ao="), "a string"),
+    (s(&"1".repeat(25)), "a string"),
+    (Raw::Number(42.0), "number 42"),
+    (Raw::Array(vec![s("x")]), "a list of 1"),
+    (Raw::TooLarge(Size::String(7)), "a string of 7 characters"),
+    (
+      Raw::TooLarge(Size::Key(7)),
+      "an object with a key of 7 characters",
+    ),
+  ] {
+    assert_eq!(raw.describe(), shown);
+  }
 }

@@ -20,6 +20,16 @@ pub const DEFAULT_COMMAND_TIMEOUT_MS: u64 = 500;
 /// The largest metadata, as JSON, stored with a lock: it travels with every
 /// extend and release of the lock, so it stays small.
 pub const MAX_METADATA_BYTES: usize = 8192;
+/// The most resources one lock takes: a multi-resource lock covers a few
+/// rows or accounts, and every one of its keys is read and written by one
+/// script on each node, which blocks that node while it runs.
+pub const MAX_RESOURCES: usize = 64;
+/// The longest resource name, in bytes of UTF-8, and the most the names of
+/// one lock may take together: generous for keys built from URLs or JSON,
+/// while every command of a lock stays within a megabyte.
+pub const MAX_RESOURCE_BYTES: usize = 1 << 20;
+/// The longest `key_prefix`, in bytes: it is repeated in every key.
+pub const MAX_KEY_PREFIX_BYTES: usize = 256;
 /// The largest TTL Redis accepts as a 32-bit signed PX argument.
 pub const MAX_TTL_MS: u64 = i32::MAX as u64;
 /// Beyond this a quorum is pointless to wait for and suggests a mistake.
