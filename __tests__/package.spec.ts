@@ -11,7 +11,7 @@ import os from 'node:os'
 import path from 'node:path'
 import { after, before, describe, test } from 'node:test'
 
-import { Cluster } from './helpers/redis'
+import { useCluster } from './helpers/fixture'
 
 const ROOT = path.resolve(__dirname, '..')
 const DIST = path.join(ROOT, 'dist')
@@ -67,7 +67,7 @@ describe('the packed package, installed as a user installs it', () => {
   let mainTarball: string
   let platformTarball: string
   let platformPackage: string
-  let cluster: Cluster
+  const t = useCluster(3)
 
   /** Runs `args` with node in the user's project. */
   function node(args: string[], extraEnv: NodeJS.ProcessEnv = {}): SpawnSyncReturns<string> {
@@ -111,11 +111,9 @@ describe('the packed package, installed as a user installs it', () => {
       timeout: 120_000,
     })
     ok(install, 'npm install of the two tarballs')
-    cluster = await Cluster.start(3)
   })
 
-  after(async () => {
-    await cluster?.stop()
+  after(() => {
     if (work) rmSync(work, { recursive: true, force: true })
   })
 
@@ -204,7 +202,7 @@ console.log(JSON.stringify({
   })
 
   test('the quick reference, compiled as a user compiles it, runs against real nodes and leaves no lock behind', async () => {
-    const source = quickReference(cluster.addresses)
+    const source = quickReference(t.cluster.addresses)
     writeFileSync(path.join(project, 'quick-reference.ts'), source)
     writeFileSync(path.join(project, 'quick-reference-esm.mts'), source)
     const emit = { target: 'es2022', module: 'nodenext', strict: true, outDir: 'out', typeRoots: [TYPE_ROOTS], types: ['node'] }
@@ -212,8 +210,8 @@ console.log(JSON.stringify({
     for (const example of ['basicLockUsage', 'withKeepAlive', 'fromEnvironment']) {
       for (const [entry, loader] of [['./out/quick-reference.js', 'require'], ['./out/quick-reference-esm.mjs', 'import']]) {
         const script = loader === 'require' ? `require('${entry}').${example}()` : `import('${entry}').then((m) => m.${example}())`
-        ok(node(['-e', `${script}.catch((error) => { console.error(error); process.exit(1) })`], { REDIS_NODES: cluster.addresses.join(',') }), `${example} through ${loader}`)
-        await cluster.settled('redlock:my-lock', [null, null, null])
+        ok(node(['-e', `${script}.catch((error) => { console.error(error); process.exit(1) })`], { REDIS_NODES: t.cluster.addresses.join(',') }), `${example} through ${loader}`)
+        await t.cluster.settled('redlock:my-lock', [null, null, null])
       }
     }
   })
