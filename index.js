@@ -3,7 +3,7 @@
 // The public facade over the native binding: promises, handles and argument
 // checks that need JavaScript identity. The native side knows request ids only.
 
-const { LockCore, resolveNodes } = require('./binding.js')
+const { LockCore, resolveNodes } = require('./native.js')
 
 // Layout of the flat result array the native side delivers (see
 // src/binding/completion.rs): id, kind, five numbers, one value. An acquire's

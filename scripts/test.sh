@@ -1,7 +1,8 @@
 #!/bin/sh
 # The whole check, as `npm test` runs it: Rust unit tests, the specs against
-# real redis-server processes, the type check and the lints. Fails on the
-# first failure, and when the spec runner ran no test at all.
+# real redis-server processes (the installed package's too), the type check
+# and the lints. Fails on the first failure, and when the spec runner ran no
+# test at all.
 set -eu
 cd "$(dirname "$0")/.."
 
@@ -35,13 +36,6 @@ if [ -z "$passed" ] || [ "$passed" -eq 0 ]; then
   exit 1
 fi
 
-echo "== tsc --noEmit"
-npx tsc --noEmit
-
-echo "== cargo fmt --check"
-cargo fmt --check
-
-echo "== cargo clippy"
-cargo clippy --locked --all-targets -- -D warnings
+sh scripts/lint.sh
 
 echo "$passed passed, 0 failed"
