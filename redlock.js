@@ -154,6 +154,11 @@ function invalidArg(message) {
   return error
 }
 
+function checkCall(resources, duration) {
+  if (!Array.isArray(resources)) throw invalidArg(`resources must be an array of strings, got ${resources === null ? 'null' : typeof resources}`)
+  checkDuration(duration)
+}
+
 function checkDuration(duration) {
   if (Math.floor(duration) !== duration) throw new Error(NOT_INTEGER)
 }
@@ -237,6 +242,8 @@ function nodesOf(clients) {
 class Redlock extends EventEmitter {
   #lock
   #members
+  /** The lock's own drift allowance, which its validities already include. */
+  #driftFactor
 
   constructor(clients, settings = {}, scripts = undefined) {
     super()
@@ -252,11 +259,12 @@ class Redlock extends EventEmitter {
     this.settings = {}
     for (const key of CALL_SETTINGS) this.settings[key] = given[key] ?? DEFAULTS[key]
     this.#members = [...this.clients]
+    this.#driftFactor = this.settings.driftFactor
     const { nodes, keyPrefix } = nodesOf(this.#members)
     this.#lock = new DistributedLock({
       redis_nodes: nodes,
       key_prefix: keyPrefix,
-      drift_factor: this.settings.driftFactor,
+      drift_factor: this.#driftFactor,
       retry_count: 0,
       ...(given.restartQuarantine === undefined ? {} : { restart_quarantine: given.restartQuarantine }),
       ...(given.maxTtlMs === undefined ? {} : { max_ttl_ms: given.maxTtlMs }),
@@ -270,7 +278,7 @@ class Redlock extends EventEmitter {
   }
 
   async acquire(resources, duration, settings) {
-    checkDuration(duration)
+    checkCall(resources, duration)
     const { lock } = await this.#acquire(resources, duration, this.#callSettings('acquire()', settings), false)
     return lock
   }
@@ -302,7 +310,7 @@ class Redlock extends EventEmitter {
   }
 
   async using(resources, duration, settingsOrRoutine, optionalRoutine) {
-    checkDuration(duration)
+    checkCall(resources, duration)
     const routine = optionalRoutine ?? settingsOrRoutine
     if (typeof routine !== 'function') throw invalidArg('using() needs a routine as its last argument')
     const settings = this.#callSettings('using()', typeof settingsOrRoutine === 'function' ? undefined : settingsOrRoutine)
@@ -364,7 +372,7 @@ class Redlock extends EventEmitter {
    * allowance than the instance's (a smaller one cannot lengthen it).
    */
   #validity(validityMs, duration, driftFactor) {
-    return validityMs - Math.max(0, Math.ceil(duration * (driftFactor - this.settings.driftFactor)))
+    return validityMs - Math.max(0, Math.ceil(duration * (driftFactor - this.#driftFactor)))
   }
 
   #callSettings(where, settings) {

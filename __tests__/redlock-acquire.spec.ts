@@ -73,6 +73,7 @@ describe('redlock: acquire, extend and release a lock directly', () => {
     await assert.rejects(redlock.acquire(['float'], 1000.5), { message: 'Duration must be an integer value in milliseconds.' })
     await assert.rejects(redlock.using(['float'], 1000.5, async () => {}), { message: 'Duration must be an integer value in milliseconds.' })
     await assert.rejects(redlock.acquire(['huge'], 2 ** 31), { code: 'ERR_INVALID_ARG' })
+    await assert.rejects(redlock.acquire('huge' as never, 1000), { code: 'ERR_INVALID_ARG', message: /array of strings/ })
     assert.deepEqual(await t.cluster.values('huge'), [null, null, null])
   })
 
