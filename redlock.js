@@ -72,18 +72,20 @@ class Lock {
 // outcome, not each node's answer, so the votes are read back from the
 // nodes with inspect() right after the call, off the caller's path (the
 // connection to a node keeps the order of commands, so the read sees the
-// call's own write there). This is the only code that knows how.
+// call's own write there). attemptOnce and readVotes are the only code that
+// knows how; `size` is the lock's number of nodes.
 //
-//   attemptOnce(lock, size, resources, duration, autoExtend), `size` the
-//   lock's number of nodes, resolves
-//     { handle, callStart, votes }: handle a LockHandle, or null when the
-//     attempt failed (another owner holds a resource, or too few nodes
-//     answered); callStart the epoch ms taken before the call; votes() starts
-//     reading the votes (call it at once, or not at all) and resolves, never
+//   attemptOnce(lock, size, resources, duration, autoExtend): one acquire
+//     attempt. Resolves { handle, callStart, votes }: handle a LockHandle,
+//     or null when the attempt failed (another owner holds a resource, or
+//     too few nodes answered); callStart the epoch ms taken before the call;
+//     votes() starts reading the votes (call it at once, or not at all).
+//     Rejects only with errors that are no vote: ERR_INVALID_ARG, ERR_LOCK_CLOSED.
+//   readVotes(lock, size, resources, { mine, absent, failed }): the votes
+//     after any call (extend and release use it directly). Resolves, never
 //     rejects, one NodeVote per node in the order of the lock's nodes:
 //     { vote: 'for' } | { vote: 'locked' } (another value is there) |
 //     { vote: 'failed', message }.
-//   It rejects only with errors that are no vote: ERR_INVALID_ARG, ERR_LOCK_CLOSED.
 //
 // What a read cannot tell apart is decided by `absent` (the vote of a node
 // that holds nothing for the resources): after a won acquire such a node
@@ -109,9 +111,10 @@ async function attemptOnce(lock, size, resources, duration, autoExtend) {
 }
 
 /**
- * The vote of each of the `size` nodes, read from what it holds for `resources` now. `mine`:
- * the value that makes a node's vote 'for' (null: none does); `failed`:
- * `{ node, message }` of the nodes the call itself found failing.
+ * The vote of each of the `size` nodes, read from what it holds for
+ * `resources` now. `mine`: the value that makes a node's vote 'for' (null:
+ * none does); `failed`: `{ node, message }` of the nodes the call itself
+ * found failing.
  */
 async function readVotes(lock, size, resources, { mine, absent, failed = [] }) {
   let reports
@@ -251,7 +254,7 @@ class Redlock extends EventEmitter {
     // succeeds; without a listener that would throw.
     this.on('error', () => {})
     if (scripts !== undefined) {
-      throw invalidArg('custom scripts are not supported: the locks are written by this library\'s own scripts, which other code must not change')
+      throw invalidArg('custom scripts are not supported: this library writes its locks with its own scripts')
     }
     this.clients = new Set(clients)
     if (this.clients.size === 0) throw new Error('Redlock must be instantiated with at least one redis client.')
@@ -266,8 +269,9 @@ class Redlock extends EventEmitter {
       key_prefix: keyPrefix,
       drift_factor: this.#driftFactor,
       retry_count: 0,
-      ...(given.restartQuarantine === undefined ? {} : { restart_quarantine: given.restartQuarantine }),
-      ...(given.maxTtlMs === undefined ? {} : { max_ttl_ms: given.maxTtlMs }),
+      // In their camelCase spelling, so that an error names them as the caller did.
+      ...(given.restartQuarantine === undefined ? {} : { restartQuarantine: given.restartQuarantine }),
+      ...(given.maxTtlMs === undefined ? {} : { maxTtlMs: given.maxTtlMs }),
     })
   }
 

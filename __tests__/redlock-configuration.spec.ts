@@ -72,6 +72,7 @@ describe('redlock: configuration from the ioredis clients', () => {
     assert.throws(() => new Redlock(clients, { retryJitter: '5' as never }), { code: 'ERR_INVALID_ARG', message: /'retryJitter'.*string/ })
     assert.throws(() => new Redlock(clients, { driftFactor: 0.9 }), { code: 'ERR_INVALID_ARG', message: /'driftFactor'/ })
     assert.throws(() => new Redlock(clients, { restartQuarantine: 'no' as never }), { code: 'ERR_INVALID_ARG' })
+    assert.throws(() => new Redlock(clients, { maxTtlMs: -5 }), { code: 'ERR_INVALID_ARG', message: /'maxTtlMs'/ })
     const { redlock } = r.make(t.cluster, { retryCount: undefined })
     assert.equal(redlock.settings.retryCount, 10, 'undefined counts as not given, as in redlock')
     await assert.rejects(redlock.acquire(['bad'], 1_000, { retryDelay: -1 }), { code: 'ERR_INVALID_ARG', message: /acquire\(\).*'retryDelay'/ })
