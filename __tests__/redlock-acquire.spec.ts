@@ -1,6 +1,8 @@
 import assert from 'node:assert/strict'
 import { describe, test } from 'node:test'
 
+import NpmRedlock from 'redlock'
+
 import Redlock, { ExecutionError, Lock } from '../redlock.js'
 import { useCluster } from './helpers/fixture'
 import { waitFor } from './helpers/redis'
@@ -99,6 +101,29 @@ describe('redlock: acquire, extend and release a lock directly', () => {
     const stats = await error.attempts[0]
     assert.equal(stats.votesFor.size, 0)
     assert.deepEqual([...stats.votesAgainst.keys()].map((client) => clients.indexOf(client)).sort(), [0, 1, 2])
+  })
+
+  test('with retryCount -1 a release that finds the lock gone still settles', async () => {
+    const { redlock } = r.make(t.cluster, { retryCount: -1, retryDelay: 50 })
+    const lock = await redlock.acquire(['forever'], 10_000)
+    await lock.release()
+    await assert.rejects(lock.release(), ExecutionError)
+  })
+
+  test('a lock won by retries that outlasted its duration is not handed back expired; npm redlock\'s is', async () => {
+    const settings = { retryCount: 40, retryDelay: 50, retryJitter: 0 }
+    const { redlock } = r.make(t.cluster, settings)
+    const holder = await redlock.acquire(['slow'], 10_000)
+    setTimeout(() => void holder.release(), 600)
+    const lock = await redlock.acquire(['slow'], 300)
+    assert.ok(lock.expiration > Date.now(), `expired ${Date.now() - lock.expiration} ms ago`)
+
+    // The control: npm redlock counts the expiration from before its first attempt.
+    const theirs = new NpmRedlock(r.clients(t.cluster), settings)
+    const other = await redlock.acquire(['slow-npm'], 10_000)
+    setTimeout(() => void other.release(), 600)
+    const stale = await theirs.acquire(['slow-npm'], 300)
+    assert.ok(stale.expiration < Date.now(), 'npm redlock hands back a lock that expired before it returned')
   })
 
   test('a lock that lost its keys cannot be extended: ExecutionError, and nothing of it is left', async () => {
