@@ -92,7 +92,10 @@ class Lock {
 // refused a key that has expired since; after a lost one it granted and was
 // cleaned up; after extend it did not hold the lock; after release it
 // deleted it, or found it gone. A key written or deleted by someone else
-// between the call and the read is read as theirs.
+// between the call and the read is read as theirs; so is the key of a failed
+// attempt on a node whose grant came after the attempt was decided, when the
+// read reaches it before the attempt's clean-up (the engine does not tell the
+// token of a failed attempt).
 // ---------------------------------------------------------------------------
 
 async function attemptOnce(lock, size, resources, duration, autoExtend) {

@@ -85,12 +85,16 @@ describe('redlock: exclusivity and the quorum', () => {
     assert.equal(error.attempts.length, 5)
     for (const stats of await Promise.all(error.attempts)) {
       const against = againstOf(stats, clients)
-      assert.deepEqual(against.map(({ node }) => node).sort(), [1, 2])
       for (const { error: vote } of against) {
         assert.ok(vote instanceof ResourceLockedError)
         assert.equal(vote.message, LOCKED_ONE)
       }
-      assert.deepEqual(forOf(stats, clients), [0], 'node 0 granted, and was cleaned up')
+      // Node 0 granted and was cleaned up, so it votes for; unless its grant
+      // came after the attempt was decided and the read found the attempt's
+      // own key still there (redlock.js: what a read cannot tell apart).
+      const nodes = [...forOf(stats, clients), ...against.map(({ node }) => node)].sort()
+      assert.deepEqual(nodes, [0, 1, 2])
+      assert.deepEqual(forOf(stats, clients).filter((node) => node !== 0), [], 'nodes 1 and 2 always refuse')
     }
     await t.cluster.settled('m', [null, 'other1', 'other2'])
   })
