@@ -1,5 +1,4 @@
 import assert from 'node:assert/strict'
-import { execFileSync } from 'node:child_process'
 import { mkdtempSync, rmSync } from 'node:fs'
 import os from 'node:os'
 import path from 'node:path'
@@ -7,22 +6,9 @@ import { after, before, describe, test } from 'node:test'
 
 import { DistributedLock, type LockError } from '..'
 import { Cluster } from './helpers/redis'
+import { makeCertificates } from './helpers/tls'
 
 const PASSWORD = 'tls-s3cret-Pa55'
-
-/** A throwaway CA and a server certificate for localhost, made with openssl. */
-function makeCertificates(dir: string): { ca: string; cert: string; key: string } {
-  const file = (name: string) => path.join(dir, name)
-  const openssl = (...args: string[]) => execFileSync('openssl', args, { stdio: 'pipe' })
-  openssl('req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-days', '2', '-subj', '/CN=test-ca',
-    '-keyout', file('ca.key'), '-out', file('ca.crt'))
-  openssl('req', '-newkey', 'rsa:2048', '-nodes', '-subj', '/CN=localhost',
-    '-keyout', file('server.key'), '-out', file('server.csr'))
-  execFileSync('sh', ['-c', `printf 'subjectAltName=DNS:localhost,IP:127.0.0.1\\n' > ${file('san.ext')}`])
-  openssl('x509', '-req', '-in', file('server.csr'), '-CA', file('ca.crt'), '-CAkey', file('ca.key'),
-    '-CAcreateserial', '-days', '2', '-extfile', file('san.ext'), '-out', file('server.crt'))
-  return { ca: file('ca.crt'), cert: file('server.crt'), key: file('server.key') }
-}
 
 describe('TLS with an ACL user', () => {
   let dir: string
