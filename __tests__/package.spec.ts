@@ -120,7 +120,7 @@ describe('the packed package, installed as a user installs it', () => {
   test('the main package holds the facade, its loaders, the types, README and LICENSE, and no binary or source', () => {
     assert.deepEqual(
       entries(mainTarball),
-      ['LICENSE', 'README.md', 'binding.js', 'index.d.mts', 'index.d.ts', 'index.js', 'index.mjs', 'native.js', 'package.json'].map((file) => `package/${file}`),
+      ['LICENSE', 'README.md', 'binding.js', 'index.d.mts', 'index.d.ts', 'index.js', 'index.mjs', 'native.js', 'package.json', 'redlock.d.mts', 'redlock.d.ts', 'redlock.js', 'redlock.mjs'].map((file) => `package/${file}`),
     )
   })
 
@@ -180,6 +180,25 @@ console.log(JSON.stringify({
     assert.deepEqual(seen.names, seen.cjsNames, 'the ESM entry exports what the CommonJS entry does')
     assert.equal(seen.same, true)
     assert.deepEqual(seen.named, ['function', 'function', 'function'])
+  })
+
+  test('the redlock subpath loads from the installed package through require() and import, as one set of classes', () => {
+    writeFileSync(
+      path.join(project, 'redlock.mjs'),
+      `import { createRequire } from 'node:module'
+import Redlock, { ExecutionError, ResourceLockedError } from '${NAME}/redlock'
+const cjs = createRequire(import.meta.url)('${NAME}/redlock')
+console.log(JSON.stringify({
+  entry: createRequire(import.meta.url).resolve('${NAME}/redlock'),
+  same: Redlock === cjs && ExecutionError === cjs.ExecutionError && ResourceLockedError === cjs.ResourceLockedError,
+  kinds: [Redlock, ExecutionError, ResourceLockedError].map((value) => typeof value),
+}))
+`,
+    )
+    const seen = JSON.parse(ok(node(['redlock.mjs']), 'the redlock subpath'))
+    assert.equal(seen.entry, path.join(project, 'node_modules', NAME, 'redlock.js'))
+    assert.equal(seen.same, true)
+    assert.deepEqual(seen.kinds, ['function', 'function', 'function'])
   })
 
   test('tsc --strict accepts the quick reference with module nodenext (CommonJS and ESM files) and moduleResolution bundler', () => {

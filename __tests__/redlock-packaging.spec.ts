@@ -10,29 +10,24 @@ const run = promisify(execFile)
 const ROOT = path.join(__dirname, '..')
 const TSC = path.join(ROOT, 'node_modules', 'typescript', 'bin', 'tsc')
 
-/** The entries the package's `exports` map needs for the subpath. */
-const SUBPATH = { types: './redlock.d.ts', import: './redlock.mjs', require: './redlock.js' }
+/** The package's own manifest: its `exports` map and `files` are what a consumer gets. */
+const MANIFEST = JSON.parse(readFileSync(path.join(ROOT, 'package.json'), 'utf8'))
 const USAGE = readFileSync(path.join(__dirname, 'redlock', 'usage.ts'), 'utf8')
 const OUR_IMPORT = "from '../../redlock.js'"
 
 /**
- * A consumer project with the package installed under its name (its files
- * linked, its package.json carrying the subpath's `exports` entries) and
- * ioredis, npm redlock and @types/node beside it.
+ * A consumer project with the package installed under its name (the files
+ * its manifest ships linked, with this checkout's binary, and its manifest's
+ * `exports` map) and ioredis, npm redlock and @types/node beside it.
  */
 function consumer(dir: string): void {
   const installed = path.join(dir, 'node_modules', 'redis-quorum-lock')
   mkdirSync(installed, { recursive: true })
-  const files = ['index.js', 'index.d.ts', 'binding.js', 'binding.d.ts', 'redlock.js', 'redlock.mjs', 'redlock.d.ts']
-  for (const file of [...files, ...readdirSync(ROOT).filter((name) => name.endsWith('.node'))]) {
+  for (const file of [...MANIFEST.files, ...readdirSync(ROOT).filter((name) => name.endsWith('.node'))]) {
     symlinkSync(path.join(ROOT, file), path.join(installed, file))
   }
-  writeFileSync(path.join(installed, 'package.json'), JSON.stringify({
-    name: 'redis-quorum-lock',
-    main: 'index.js',
-    types: 'index.d.ts',
-    exports: { '.': { types: './index.d.ts', default: './index.js' }, './redlock': SUBPATH },
-  }))
+  const { name, main, types, exports } = MANIFEST
+  writeFileSync(path.join(installed, 'package.json'), JSON.stringify({ name, version: MANIFEST.version, main, types, exports, repository: MANIFEST.repository }))
   for (const name of ['ioredis', 'redlock', 'typescript']) {
     symlinkSync(path.join(ROOT, 'node_modules', name), path.join(dir, 'node_modules', name))
   }
