@@ -179,7 +179,6 @@ impl Engine {
     let _in_flight = InFlight::enter(inner)?;
     let ping = Request {
       cmd: redis::cmd("PING"),
-      script: None,
     };
     let quarantine = inner.quarantine(0);
     let config = &inner.config;
