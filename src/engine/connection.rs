@@ -91,6 +91,14 @@ struct State {
   backoff: Duration,
 }
 
+/// Whether a command to a node in backoff fails at once (every vote) or
+/// connects again now (a probe).
+#[derive(Clone, Copy, PartialEq)]
+enum Backoff {
+  Respect,
+  Skip,
+}
+
 /// What ends a connection leads to.
 #[derive(Clone, Copy)]
 enum Then {
@@ -193,22 +201,32 @@ impl NodeClient {
   /// Queues one encoded command behind every command issued before it and
   /// returns its reply. Dropping the reply gives up waiting, not the command.
   pub fn issue(&self, packed: &[u8]) -> Answer {
-    let (reply, answer) = oneshot::channel();
-    match self.shared.push(packed, Some(reply)) {
-      Ok(()) => Answer::reply(answer),
-      Err(message) => Answer::failed(message),
-    }
+    self.answer(packed, Backoff::Respect)
   }
 
   /// Queues one encoded command whose reply nobody awaits.
   pub fn send(&self, packed: &[u8]) {
-    let _ = self.shared.push(packed, None);
+    let _ = self.shared.push(packed, None, Backoff::Respect);
   }
 
   /// Sends one request and returns the node's reply, or why there is none.
   /// The caller bounds the time; this only fails fast when it knows better.
   pub fn query(&self, request: &Request) -> Answer {
     self.issue(&request.cmd.get_packed_command())
+  }
+
+  /// `query` for a probe that must tell whether the node answers now: a
+  /// node in backoff is connected to again at once.
+  pub fn probe(&self, request: &Request) -> Answer {
+    self.answer(&request.cmd.get_packed_command(), Backoff::Skip)
+  }
+
+  fn answer(&self, packed: &[u8], backoff: Backoff) -> Answer {
+    let (reply, answer) = oneshot::channel();
+    match self.shared.push(packed, Some(reply), backoff) {
+      Ok(()) => Answer::reply(answer),
+      Err(message) => Answer::failed(message),
+    }
   }
 
   /// A new subscription connection to this node, for release notifications,
@@ -279,12 +297,13 @@ impl Shared {
     self: &Arc<Self>,
     packed: &[u8],
     reply: Option<oneshot::Sender<Answered>>,
+    backoff: Backoff,
   ) -> Result<(), String> {
     let now = Instant::now();
     let mut state = self.lock();
     match &state.phase {
       Phase::Closed => return Err("the connection is closed".into()),
-      Phase::Down { error, retry_at } if now < *retry_at => {
+      Phase::Down { error, retry_at } if now < *retry_at && backoff == Backoff::Respect => {
         let wait = retry_at.saturating_duration_since(now);
         return Err(format!("{error} (reconnecting in {} ms)", wait.as_millis()));
       }

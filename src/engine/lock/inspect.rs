@@ -191,7 +191,7 @@ impl Engine {
       let ping = &ping;
       async move {
         let start = Instant::now();
-        let reply = tokio::time::timeout(limit, node.query(ping)).await;
+        let reply = tokio::time::timeout(limit, node.probe(ping)).await;
         (start.elapsed(), limit, reply)
       }
     });
