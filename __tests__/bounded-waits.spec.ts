@@ -1,8 +1,9 @@
 import assert from 'node:assert/strict'
-import { after, before, describe, test } from 'node:test'
+import { describe, test } from 'node:test'
 
-import { DistributedLock, type LockError } from '..'
-import { Cluster, waitFor } from './helpers/redis'
+import { type DistributedLock, type LockError } from '..'
+import { useCluster } from './helpers/fixture'
+import { waitFor } from './helpers/redis'
 
 /** The default `command_timeout_ms`, which these instances keep. */
 const COMMAND_TIMEOUT_MS = 500
@@ -31,22 +32,12 @@ async function timed<T>(what: string, promise: Promise<T>): Promise<{ value: T; 
 }
 
 describe('waits and close() are bounded with a node paused, black-holed or gone', () => {
-  let cluster: Cluster
-  let holder: DistributedLock
+  const t = useCluster(3, { lock: { retry_count: 0 } })
 
-  before(async () => {
-    cluster = await Cluster.start(3)
-    holder = new DistributedLock({ redis_nodes: cluster.addresses, retry_count: 0 })
-  })
-  after(async () => {
-    await holder.close()
-    await cluster.stop()
-  })
-
-  const subscribers = (key: string, nodes = cluster.nodes) =>
+  const subscribers = (key: string, nodes = t.cluster.nodes) =>
     Promise.all(nodes.map(async (node) => Number(((await node.redis().call('PUBSUB', 'NUMSUB', key)) as [string, number])[1])))
 
-  /** Waits for `resource` held by `holder` and expects null within wait_ms plus one command timeout. */
+  /** Waits for `resource` held by the suite's lock and expects null within wait_ms plus one command timeout. */
   async function waitsInBound(waiter: DistributedLock, resource: string): Promise<void> {
     const waited = await timed(`the wait for ${resource}`, waiter.acquire(resource, 30_000, { wait_ms: WAIT_MS }))
     assert.equal(waited.value, null)
@@ -60,11 +51,11 @@ describe('waits and close() are bounded with a node paused, black-holed or gone'
   }
 
   test('a wait begun after a node was paused resolves null within wait_ms plus one command timeout, and close() within one command timeout', async () => {
-    const x = await holder.acquire('x', 30_000)
-    const y = await holder.acquire('y', 30_000)
+    const x = await t.lock.acquire('x', 30_000)
+    const y = await t.lock.acquire('y', 30_000)
     assert.ok(x && y)
-    const waiter = new DistributedLock({ redis_nodes: cluster.addresses })
-    const paused = cluster.nodes[2]
+    const waiter = t.newLock()
+    const paused = t.cluster.nodes[2]
     try {
       await waitsInBound(waiter, 'x')
       paused.pause()
@@ -72,17 +63,16 @@ describe('waits and close() are bounded with a node paused, black-holed or gone'
       await closesInBound(waiter)
     } finally {
       paused.resume()
-      void waiter.close()
-      await holder.release(x)
-      await holder.release(y)
+      await t.lock.release(x)
+      await t.lock.release(y)
     }
   })
 
   test('an aborted wait with a node paused rejects at once, drops its subscriptions, and close() stays bounded', async () => {
-    const held = await holder.acquire('aborted', 30_000)
+    const held = await t.lock.acquire('aborted', 30_000)
     assert.ok(held)
-    const waiter = new DistributedLock({ redis_nodes: cluster.addresses })
-    const paused = cluster.nodes[2]
+    const waiter = t.newLock()
+    const paused = t.cluster.nodes[2]
     try {
       assert.equal(await waiter.acquire('aborted', 30_000, { wait_ms: 200 }), null, 'a first wait opens the subscription connections')
       paused.pause()
@@ -96,36 +86,34 @@ describe('waits and close() are bounded with a node paused, black-holed or gone'
       // The engine's side of the wait ended too: it left the waiters, so
       // the nodes that answer drop the key's subscription.
       await waitFor('the subscriptions of the aborted wait to go', async () =>
-        (await subscribers('redlock:aborted', cluster.nodes.slice(0, 2))).every((n) => n === 0), 2_000)
+        (await subscribers('redlock:aborted', t.cluster.nodes.slice(0, 2))).every((n) => n === 0), 2_000)
       await closesInBound(waiter)
     } finally {
       paused.resume()
-      void waiter.close()
-      await holder.release(held)
+      await t.lock.release(held)
     }
   })
 
   test('a node paused before the first connection (black-holed) bounds neither the wait nor close()', async () => {
-    const held = await holder.acquire('black-holed', 30_000)
+    const held = await t.lock.acquire('black-holed', 30_000)
     assert.ok(held)
-    const paused = cluster.nodes[1]
+    const paused = t.cluster.nodes[1]
     paused.pause()
-    const waiter = new DistributedLock({ redis_nodes: cluster.addresses })
+    const waiter = t.newLock()
     try {
       await waitsInBound(waiter, 'black-holed')
       await closesInBound(waiter)
     } finally {
       paused.resume()
-      void waiter.close()
-      await holder.release(held)
+      await t.lock.release(held)
     }
   })
 
   test('a node that is gone (killed) bounds neither the wait nor close()', async () => {
-    const held = await holder.acquire('gone', 30_000)
+    const held = await t.lock.acquire('gone', 30_000)
     assert.ok(held)
-    const waiter = new DistributedLock({ redis_nodes: cluster.addresses })
-    const gone = cluster.nodes[0]
+    const waiter = t.newLock()
+    const gone = t.cluster.nodes[0]
     let killed = false
     try {
       await waitsInBound(waiter, 'gone')
@@ -134,9 +122,8 @@ describe('waits and close() are bounded with a node paused, black-holed or gone'
       await waitsInBound(waiter, 'gone')
       await closesInBound(waiter)
     } finally {
-      void waiter.close()
       if (killed) await gone.start()
-      await holder.release(held)
+      await t.lock.release(held)
     }
   })
 })
