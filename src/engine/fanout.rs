@@ -66,20 +66,16 @@ pub async fn tally(
   let mut count = |i: usize, answered: Answered| {
     let counts = quarantine.is_none_or(|max_ttl| nodes[i].quarantine_left(max_ttl).is_none());
     match answered.map(|value| (vote(&value), value)) {
-      Ok((Some(true), _)) => {
-        replies[i] = Reply::Granted;
-        if counts {
-          tally.grant()
+      Ok((Some(granted), _)) => {
+        replies[i] = if granted {
+          Reply::Granted
         } else {
-          tally.fail()
-        }
-      }
-      Ok((Some(false), _)) => {
-        replies[i] = Reply::Refused;
-        if counts {
-          tally.refuse()
-        } else {
-          tally.fail()
+          Reply::Refused
+        };
+        match (counts, granted) {
+          (true, true) => tally.grant(),
+          (true, false) => tally.refuse(),
+          (false, _) => tally.fail(),
         }
       }
       Ok((None, value)) => {
