@@ -3,7 +3,7 @@ import { describe, test } from 'node:test'
 
 import { type DistributedLock, type LockError } from '..'
 import { useCluster } from './helpers/fixture'
-import { waitFor } from './helpers/redis'
+import { type RedisNode, waitFor } from './helpers/redis'
 
 /** The default `command_timeout_ms`, which these instances keep. */
 const COMMAND_TIMEOUT_MS = 500
@@ -50,80 +50,80 @@ describe('waits and close() are bounded with a node paused, black-holed or gone'
     assert.ok(closed.ms <= COMMAND_TIMEOUT_MS + SLACK_MS, `close() took ${closed.ms} ms`)
   }
 
-  test('a wait begun after a node was paused resolves null within wait_ms plus one command timeout, and close() within one command timeout', async () => {
-    const x = await t.lock.acquire('x', 30_000)
-    const y = await t.lock.acquire('y', 30_000)
-    assert.ok(x && y)
-    const waiter = t.newLock()
-    const paused = t.cluster.nodes[2]
+  /** Runs `during` while the suite's lock holds `resources`, and releases them however it ends. */
+  async function whileHeld(resources: string[], during: () => Promise<void>): Promise<void> {
+    const held = await Promise.all(resources.map((resource) => t.lock.acquire(resource, 30_000)))
     try {
-      await waitsInBound(waiter, 'x')
-      paused.pause()
-      await waitsInBound(waiter, 'y')
-      await closesInBound(waiter)
+      assert.ok(held.every((handle) => handle !== null))
+      await during()
     } finally {
-      paused.resume()
-      await t.lock.release(x)
-      await t.lock.release(y)
+      for (const handle of held) if (handle) await t.lock.release(handle)
     }
+  }
+
+  /** Runs `during` after pausing `node`, and resumes it however it ends. */
+  async function whilePaused(node: RedisNode, during: () => Promise<void>): Promise<void> {
+    node.pause()
+    try {
+      await during()
+    } finally {
+      node.resume()
+    }
+  }
+
+  test('a wait begun after a node was paused resolves null within wait_ms plus one command timeout, and close() within one command timeout', async () => {
+    await whileHeld(['x', 'y'], async () => {
+      const waiter = t.newLock()
+      await waitsInBound(waiter, 'x')
+      await whilePaused(t.cluster.nodes[2], async () => {
+        await waitsInBound(waiter, 'y')
+        await closesInBound(waiter)
+      })
+    })
   })
 
   test('an aborted wait with a node paused rejects at once, drops its subscriptions, and close() stays bounded', async () => {
-    const held = await t.lock.acquire('aborted', 30_000)
-    assert.ok(held)
-    const waiter = t.newLock()
-    const paused = t.cluster.nodes[2]
-    try {
+    await whileHeld(['aborted'], async () => {
+      const waiter = t.newLock()
       assert.equal(await waiter.acquire('aborted', 30_000, { wait_ms: 200 }), null, 'a first wait opens the subscription connections')
-      paused.pause()
-      const controller = new AbortController()
-      const waiting = waiter.acquire('aborted', 30_000, { wait_ms: 5_000, signal: controller.signal })
-      await new Promise((resolve) => setTimeout(resolve, 300))
-      controller.abort()
-      const rejected = await timed('the aborted wait', waiting.then(() => assert.fail('resolved'), (error: LockError) => error))
-      assert.equal(rejected.value.code, 'ABORT_ERR')
-      assert.ok(rejected.ms < 50, `rejected ${rejected.ms} ms after the abort`)
-      // The engine's side of the wait ended too: it left the waiters, so
-      // the nodes that answer drop the key's subscription.
-      await waitFor('the subscriptions of the aborted wait to go', async () =>
-        (await subscribers('redlock:aborted', t.cluster.nodes.slice(0, 2))).every((n) => n === 0), 2_000)
-      await closesInBound(waiter)
-    } finally {
-      paused.resume()
-      await t.lock.release(held)
-    }
+      await whilePaused(t.cluster.nodes[2], async () => {
+        const controller = new AbortController()
+        const waiting = waiter.acquire('aborted', 30_000, { wait_ms: 5_000, signal: controller.signal })
+        await new Promise((resolve) => setTimeout(resolve, 300))
+        controller.abort()
+        const rejected = await timed('the aborted wait', waiting.then(() => assert.fail('resolved'), (error: LockError) => error))
+        assert.equal(rejected.value.code, 'ABORT_ERR')
+        assert.ok(rejected.ms < 50, `rejected ${rejected.ms} ms after the abort`)
+        // The engine's side of the wait ended too: it left the waiters, so
+        // the nodes that answer drop the key's subscription.
+        await waitFor('the subscriptions of the aborted wait to go', async () =>
+          (await subscribers('redlock:aborted', t.cluster.nodes.slice(0, 2))).every((n) => n === 0), 2_000)
+        await closesInBound(waiter)
+      })
+    })
   })
 
   test('a node paused before the first connection (black-holed) bounds neither the wait nor close()', async () => {
-    const held = await t.lock.acquire('black-holed', 30_000)
-    assert.ok(held)
-    const paused = t.cluster.nodes[1]
-    paused.pause()
-    const waiter = t.newLock()
-    try {
-      await waitsInBound(waiter, 'black-holed')
-      await closesInBound(waiter)
-    } finally {
-      paused.resume()
-      await t.lock.release(held)
-    }
+    await whileHeld(['black-holed'], () =>
+      whilePaused(t.cluster.nodes[1], async () => {
+        const waiter = t.newLock()
+        await waitsInBound(waiter, 'black-holed')
+        await closesInBound(waiter)
+      }))
   })
 
   test('a node that is gone (killed) bounds neither the wait nor close()', async () => {
-    const held = await t.lock.acquire('gone', 30_000)
-    assert.ok(held)
-    const waiter = t.newLock()
-    const gone = t.cluster.nodes[0]
-    let killed = false
-    try {
+    await whileHeld(['gone'], async () => {
+      const waiter = t.newLock()
+      const gone = t.cluster.nodes[0]
       await waitsInBound(waiter, 'gone')
       await gone.kill()
-      killed = true
-      await waitsInBound(waiter, 'gone')
-      await closesInBound(waiter)
-    } finally {
-      if (killed) await gone.start()
-      await t.lock.release(held)
-    }
+      try {
+        await waitsInBound(waiter, 'gone')
+        await closesInBound(waiter)
+      } finally {
+        await gone.start()
+      }
+    })
   })
 })
