@@ -1,4 +1,7 @@
 import assert from 'node:assert/strict'
+import { createHash } from 'node:crypto'
+import { readFileSync } from 'node:fs'
+import path from 'node:path'
 import { describe, test } from 'node:test'
 
 import { type DistributedLock } from '..'
@@ -68,5 +71,30 @@ describe('commands to a node that is still connecting arrive in the order they w
       await waitFor('the connecting node to have taken the write', async () => (await t.cluster.calls('set'))[2] > setsBefore)
       await t.cluster.settled('redlock:contended', [held.value, held.value, null])
     })
+  })
+})
+
+describe('a node that lost the scripts (NOSCRIPT)', () => {
+  const t = useCluster(3, { lock: { retry_count: 0 }, flush: 'each' })
+  const sha1 = (file: string) => createHash('sha1').update(readFileSync(path.join(__dirname, '../src/engine/scripts', file))).digest('hex')
+
+  // Loading the script and sending the command again would put it behind
+  // commands issued after it; the connection is opened again instead.
+  test('costs that vote, and the connection opened again loads the scripts and votes again', async () => {
+    const warm = await t.lock.acquire(['warm-1', 'warm-2'], 10_000)
+    assert.ok(warm, 'the connections are open and the scripts loaded')
+    assert.equal(await t.lock.release(warm), true)
+    const node = t.cluster.nodes[0]
+    await node.redis().script('FLUSH')
+    const lost = await t.lock.acquire(['a', 'b'], 10_000)
+    assert.ok(lost, 'the other two nodes grant')
+    await t.cluster.settled('redlock:a', [null, lost.value, lost.value])
+    await waitFor('the lock to have seen the NOSCRIPT', async () => /NOSCRIPT/.test((await t.lock.health()).nodes[0].lastError ?? ''))
+    const again = await t.lock.acquire(['c', 'd'], 10_000)
+    assert.ok(again)
+    await t.cluster.settled('redlock:c', [again.value, again.value, again.value])
+    assert.deepEqual(await node.redis().script('EXISTS', sha1('acquire_all.lua'), sha1('release.lua')), [1, 1])
+    assert.equal(await t.lock.release(lost), true)
+    assert.equal(await t.lock.release(again), true)
   })
 })
