@@ -256,7 +256,8 @@ export interface LockError extends Error {
 
 /**
  * A Redlock quorum lock over independent Redis nodes. Connections open on
- * first use; one multiplexed connection per node serves every call.
+ * first use; one connection per node serves every call, and delivers the
+ * commands to its node in the order they were issued.
  */
 export declare class DistributedLock {
   /**

@@ -40,6 +40,8 @@ use redis::{ErrorKind, RedisConnectionInfo, ServerErrorKind, Value, ValueCodec};
 use tokio::net::TcpStream;
 use tokio::sync::{oneshot, Notify};
 use tokio::task::AbortHandle;
+// The redis crate's reply parser (`ValueCodec`) is public but doc-hidden in
+// 1.8: an upgrade of the crate must check that it is still there.
 use tokio_util::codec::Decoder;
 
 use super::node::NodeConfig;
