@@ -166,7 +166,8 @@ export interface AcquireOptions {
    * Keep trying for up to this many ms while the resource is held: woken at
    * once when the holder releases (a release notification on each node) or
    * when the holder's lease runs out, whichever is first; `null` when the
-   * wait runs out. Retries are unlimited within the wait unless
+   * wait runs out, within `wait_ms` plus one command timeout whatever the
+   * nodes do. Retries are unlimited within the wait unless
    * `retry_count` is given too.
    */
   wait_ms?: number
@@ -255,7 +256,8 @@ export interface LockError extends Error {
 
 /**
  * A Redlock quorum lock over independent Redis nodes. Connections open on
- * first use; one multiplexed connection per node serves every call.
+ * first use; one connection per node serves every call, and delivers the
+ * commands to its node in the order they were issued.
  */
 export declare class DistributedLock {
   /**
@@ -329,16 +331,18 @@ export declare class DistributedLock {
   inspect(resource: string): Promise<LockInfo>
 
   /**
-   * Pings every node (opening connections not yet open) and tells whether a
-   * quorum is reachable now.
+   * Pings every node (opening connections not yet open, and at once those
+   * of nodes in reconnection backoff) and tells whether a quorum is
+   * reachable now.
    * @throws {LockError} (as a rejection) `ERR_LOCK_CLOSED`.
    */
   health(): Promise<HealthReport>
 
   /**
-   * Releases every lock this instance still holds (bounded by the command
-   * timeout), closes the connections and lets the process exit. Every later
-   * call rejects with `ERR_LOCK_CLOSED`; calling `close` again resolves.
+   * Releases every lock this instance still holds, closes the connections
+   * and lets the process exit; resolves within the command timeout (plus a
+   * few milliseconds), whatever the nodes do. Every later call rejects with
+   * `ERR_LOCK_CLOSED`; calling `close` again resolves.
    */
   close(): Promise<void>
 }

@@ -22,6 +22,9 @@ export interface PairsResult {
   pairsPerSecond: number
   p50Us: number
   p99Us: number
+  seconds: number
+  /** Every acquire's latency, in µs, sorted. */
+  latenciesUs: number[]
 }
 
 const TTL_MS = 60_000
@@ -46,6 +49,8 @@ async function pairs(contender: Contender, prefix: string, count: number, concur
     pairsPerSecond: count / seconds,
     p50Us: latencies[Math.floor(count * 0.5)] * 1000,
     p99Us: latencies[Math.floor(count * 0.99)] * 1000,
+    seconds,
+    latenciesUs: Array.from(latencies, (ms) => ms * 1000),
   }
 }
 
@@ -56,7 +61,7 @@ function rssAfterGc(): number {
   return process.memoryUsage().rss
 }
 
-async function run(config: WorkloadConfig): Promise<Record<string, number>> {
+async function run(config: WorkloadConfig): Promise<Record<string, number | number[]>> {
   const retry = { retries: 0, delayMs: 50 }
   const contender = FACTORIES[config.name](config.addresses, retry)
   const prefix = `bench:${config.name}:${config.round}:${config.workload}`
@@ -67,7 +72,7 @@ async function run(config: WorkloadConfig): Promise<Record<string, number>> {
     }
     if (config.workload === 'throughput') {
       const cpu = process.cpuUsage()
-      const result = await pairs(contender, prefix, config.pairs, 64)
+      const { latenciesUs: _, ...result } = await pairs(contender, prefix, config.pairs, 64)
       const used = process.cpuUsage(cpu)
       return { ...result, cpuUsPerPair: (used.user + used.system) / config.pairs, rssMb: process.memoryUsage().rss / 2 ** 20 }
     }

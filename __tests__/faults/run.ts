@@ -96,11 +96,18 @@ async function lockKeys(nodes: RedisNode[], skip: Set<RedisNode>): Promise<{ key
 async function runScenario(cluster: Cluster, scenario: Scenario): Promise<Outcome> {
   const nodes = cluster.nodes
   const quarantine = scenario.quarantine ?? true
-  // Every node up, empty, and out of quarantine before the scenario starts.
+  // Every node up, empty, and out of quarantine before the scenario starts,
+  // as a worker starting now sees it: each probe is a new instance, which
+  // reads the nodes' uptimes when it connects, as a new worker does.
   await cluster.flush()
-  const probe = new DistributedLock({ redis_nodes: cluster.addresses, lock_ttl_ms: TTL_MS })
-  await waitFor('every node to count', async () => (await probe.health()).counted === nodes.length, 10_000)
-  await probe.close()
+  await waitFor('every node to count for a new instance', async () => {
+    const probe = new DistributedLock({ redis_nodes: cluster.addresses, lock_ttl_ms: TTL_MS })
+    try {
+      return (await probe.health()).counted === nodes.length
+    } finally {
+      await probe.close()
+    }
+  }, 10_000)
 
   const lines: WorkerLine[] = []
   const started = Date.now()

@@ -1,7 +1,9 @@
 //! The napi-rs binding, kept thin: it reads JavaScript arguments through the
-//! options parser, starts engine calls on the I/O runtime, and hands their
-//! results back through the completion queue. The public class and its
-//! promises live in `index.js`; this layer only knows request ids.
+//! options parser, starts engine calls (acquire and extend write their first
+//! commands right away, from the JavaScript thread) and awaits them on the
+//! I/O runtime, and hands their results back through the completion queue.
+//! The public class and its promises live in `index.js`; this layer only
+//! knows request ids.
 
 mod completion;
 mod errors;
@@ -130,10 +132,11 @@ impl LockCore {
       self.aborts().insert(request, abort);
       cancel
     });
-    let engine = self.engine.clone();
+    let _runtime = runtime().enter();
+    let acquiring = self.engine.acquire(&resources, ttl_ms, options, cancel);
     let aborts = self.aborts.clone();
     self.spawn(&env, request, async move {
-      let outcome = engine.acquire(&resources, ttl_ms, options, cancel).await;
+      let outcome = acquiring.await;
       if cancellable {
         aborts
           .lock()
@@ -164,9 +167,10 @@ impl LockCore {
       Raw::Undefined => None,
       other => Some(options::ttl_argument(&other, 0).map_err(invalid_arg)?),
     };
-    let engine = self.engine.clone();
+    let _runtime = runtime().enter();
+    let extending = self.engine.extend(lock as u64, ttl_ms);
     self.spawn(&env, request, async move {
-      match engine.extend(lock as u64, ttl_ms).await {
+      match extending.await {
         Ok(validity) => Outcome::Extended(validity),
         Err(error) => Outcome::Failed(error),
       }
@@ -177,6 +181,11 @@ impl LockCore {
   #[napi]
   pub fn release(&self, env: Env, request: u32, lock: f64) -> Result<()> {
     self.check_open()?;
+    // Unlike acquire and extend, a release is issued on the I/O thread: its
+    // writes to every node then leave before that thread can act on the
+    // first node's release notification. From here, a waiter of this process
+    // woken by it could reach the other nodes ahead of the release, find the
+    // lock still held there, and try again and again until it lands.
     let engine = self.engine.clone();
     self.spawn(&env, request, async move {
       match engine.release(lock as u64).await {

@@ -1,51 +1,125 @@
-//! One multiplexed connection per node, shared by every concurrent command.
+//! One connection per node, driven by the engine and shared by every command.
+//!
+//! Commands to a node are delivered in the order they were issued, also
+//! those issued while it connects: `issue` appends a command's bytes and its
+//! reply slot to the node's queue under one short lock, so issue order is
+//! the order on the wire, and the reader task hands each reply to the oldest
+//! slot. A caller bounds its own wait by dropping the reply; its command
+//! still goes out in its place, so a write that lands late is still followed
+//! by whatever was issued after it (its clean-up, a release).
+//!
+//! Whoever finds the socket free writes: on an idle plain TCP connection
+//! that is the issuing thread itself, with a non-blocking write, so a call
+//! from JavaScript reaches the node without waking another thread; a busy
+//! or TLS connection leaves the bytes to its writer task, which sends
+//! everything queued by then in one write. No lock is held across I/O.
 //!
 //! Connecting happens in the background on first use and again after the
-//! connection drops, with exponential backoff between failed attempts. While
-//! a node is in backoff its commands fail at once, so a dead node costs a
-//! vote, never the caller's time.
+//! connection drops. A failed attempt puts the node in backoff (with jitter,
+//! so the clients of a restarted node do not come back in lock-step), during
+//! which its commands fail at once: a dead node costs a vote, never the
+//! caller's time. A connection whose replies stall (a paused or black-holed
+//! node) is dropped, so commands cannot pile up behind it.
 //!
-//! Every connection first learns the node's run id, uptime and persistence,
-//! so that a node that restarted without its data (and may have forgotten
-//! the locks it granted) can be kept out of the quorum for a while.
+//! Every connection first authenticates, loads the scripts and learns the
+//! node's run id, uptime and persistence, so that a node that restarted
+//! without its data (and may have forgotten the locks it granted) can be
+//! kept out of the quorum for a while. A node that answers `NOSCRIPT` later
+//! has lost its scripts, most likely in a restart behind a proxy or a
+//! failover: that command counts as a failed vote and the connection is
+//! opened again, which loads the scripts and learns the node anew. Loading
+//! the script and sending the command again instead would put it behind
+//! commands issued after it.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::time::{Duration, Instant};
 
-use redis::aio::{ConnectionLike, MultiplexedConnection};
-use redis::{AsyncConnectionConfig, Client, ErrorKind, RedisError, ServerErrorKind, Value};
-use tokio::sync::watch;
+use bytes::BytesMut;
+use redis::{ErrorKind, RedisConnectionInfo, ServerErrorKind, Value, ValueCodec};
+use tokio::net::TcpStream;
+use tokio::sync::{oneshot, Notify};
+use tokio::task::AbortHandle;
+// The redis crate's reply parser (`ValueCodec`) is public but doc-hidden in
+// 1.8: an upgrade of the crate must check that it is still there.
+use tokio_util::codec::Decoder;
 
 use super::node::NodeConfig;
-use super::scripts::{Request, SCRIPTS};
+use super::scripts::Request;
+use super::tracker::Tracker;
 
+mod handshake;
 mod learn;
+mod queue;
+mod socket;
 
-use learn::{learn, Learnt};
+use handshake::{handshake, READ_CHUNK};
+use learn::Learnt;
+pub use queue::{Answer, Answered};
+use queue::{Queue, Slot};
+use socket::{ReadSide, Stream, WriteSide};
 
 const FIRST_BACKOFF: Duration = Duration::from_millis(50);
 const MAX_BACKOFF: Duration = Duration::from_secs(2);
+/// The shortest wait for a reply before a connection counts as stalled:
+/// long enough for a node slowed by a big command or a fork.
+const MIN_STALL: Duration = Duration::from_secs(2);
 
-#[derive(Clone)]
-enum ConnState {
+enum Phase {
   Idle,
-  Connecting,
-  Ready(u64, MultiplexedConnection),
-  Down {
-    error: Arc<str>,
-    retry_at: Instant,
-    backoff: Duration,
-  },
+  Connecting { generation: u64, task: AbortHandle },
+  Ready(Live),
+  Down { error: Arc<str>, retry_at: Instant },
   Closed,
+}
+
+/// An open connection.
+struct Live {
+  generation: u64,
+  /// A plain TCP socket, which any thread may write to without waiting.
+  direct: Option<Arc<TcpStream>>,
+  wake_writer: Arc<Notify>,
+  /// Whether someone (an issuing thread or the writer task) is writing the
+  /// queued bytes; only one may, or their order would mix.
+  writing: bool,
+  /// The reader and the writer task.
+  tasks: [AbortHandle; 2],
+}
+
+struct State {
+  phase: Phase,
+  queue: Queue,
+  /// The pause after the last failed attempt; zero once one succeeds.
+  backoff: Duration,
+}
+
+/// Whether a command to a node in backoff fails at once (every vote) or
+/// connects again now (a probe).
+#[derive(Clone, Copy, PartialEq)]
+enum Backoff {
+  Respect,
+  Skip,
+}
+
+/// What ends a connection leads to.
+#[derive(Clone, Copy)]
+enum Then {
+  /// Connect again with the next command: the node was fine a moment ago.
+  Idle,
+  /// Fail commands at once for a while: the node does not answer.
+  Backoff,
 }
 
 struct Shared {
   node: NodeConfig,
   label: Arc<str>,
-  client: Client,
+  settings: RedisConnectionInfo,
   connect_timeout: Duration,
-  state: watch::Sender<ConnState>,
+  stall_after: Duration,
+  /// Every command counts as work under way until its node answers it.
+  work: Arc<Tracker>,
+  state: Mutex<State>,
+  tls: OnceLock<Arc<rustls::ClientConfig>>,
   /// When the node started, in ms after `epoch()`, if it keeps no durable
   /// data; 0 when it does. Read on every vote, hence an atomic.
   volatile_since_ms: AtomicU64,
@@ -64,27 +138,42 @@ pub struct NodeStatus {
   pub last_error: Option<String>,
 }
 
-/// A cheap handle to one node's connection.
+/// A cheap handle to one node's connection. Issuing a command may start
+/// connecting, so it must happen within a Tokio runtime context.
 #[derive(Clone)]
 pub struct NodeClient {
   shared: Arc<Shared>,
 }
 
 impl NodeClient {
-  pub fn new(node: NodeConfig, connect_timeout: Duration) -> Result<Self, String> {
+  /// A client that connects on first use; a connection whose replies stall
+  /// for four command timeouts (two seconds at least) is dropped.
+  pub fn new(
+    node: NodeConfig,
+    connect_timeout: Duration,
+    command_timeout: Duration,
+    work: Arc<Tracker>,
+  ) -> Result<Self, String> {
     let label: Arc<str> = node.label().into();
-    let info = node
+    let settings = node
       .connection_info()
-      .map_err(|e| format!("{label}: {}", node.redact(&e.to_string())))?;
-    let client =
-      Client::open(info).map_err(|e| format!("{label}: {}", node.redact(&e.to_string())))?;
+      .map_err(|e| format!("{label}: {}", node.redact(&e.to_string())))?
+      .redis_settings()
+      .clone();
     Ok(NodeClient {
       shared: Arc::new(Shared {
         node,
         label,
-        client,
+        settings,
         connect_timeout,
-        state: watch::Sender::new(ConnState::Idle),
+        stall_after: (command_timeout * 4).max(MIN_STALL),
+        work,
+        state: Mutex::new(State {
+          phase: Phase::Idle,
+          queue: Queue::new(Instant::now()),
+          backoff: Duration::ZERO,
+        }),
+        tls: OnceLock::new(),
         volatile_since_ms: AtomicU64::new(0),
         status: Mutex::new(NodeStatus::default()),
       }),
@@ -104,48 +193,59 @@ impl NodeClient {
   }
 
   pub fn status(&self) -> NodeStatus {
-    self.status_guard().clone()
-  }
-
-  fn status_guard(&self) -> MutexGuard<'_, NodeStatus> {
-    self.shared.status.lock().unwrap_or_else(|e| e.into_inner())
+    self.shared.status().clone()
   }
 
   pub fn label(&self) -> &str {
     &self.shared.label
   }
 
-  /// Sends one request and returns the node's reply, or why there is none.
-  /// The caller bounds the time; this only fails fast when it knows better.
-  pub async fn query(&self, request: &Request) -> Result<Value, String> {
-    let (generation, mut conn) = self.connection().await?;
-    let mut reply = send(&mut conn, &request.cmd).await;
-    if let (Err(error), Some(source)) = (&reply, request.script) {
-      if error.kind() == ErrorKind::Server(ServerErrorKind::NoScript) {
-        let mut load = redis::cmd("SCRIPT");
-        load.arg("LOAD").arg(source);
-        reply = match send(&mut conn, &load).await {
-          Ok(_) => send(&mut conn, &request.cmd).await,
-          Err(error) => Err(error),
-        };
-      }
-    }
-    reply.map_err(|error| {
-      if breaks_connection(&error) {
-        self.drop_connection(generation);
-      }
-      let message = self.shared.node.redact(&error.to_string());
-      self.status_guard().last_error = Some(message.clone());
-      message
-    })
+  /// Queues one encoded command behind every command issued before it and
+  /// returns its reply. Dropping the reply gives up waiting, not the command.
+  pub fn issue(&self, packed: &[u8]) -> Answer {
+    self.answer(packed, Backoff::Respect)
   }
 
-  /// A new subscription connection to this node, for release notifications.
+  /// Queues one encoded command whose reply nobody awaits.
+  pub fn send(&self, packed: &[u8]) {
+    let _ = self.shared.push(packed, None, Backoff::Respect);
+  }
+
+  /// Sends one request and returns the node's reply, or why there is none.
+  /// The caller bounds the time; this only fails fast when it knows better.
+  pub fn query(&self, request: &Request) -> Answer {
+    self.issue(&request.cmd.get_packed_command())
+  }
+
+  /// `query` for a probe that must tell whether the node answers now: a
+  /// node in backoff is connected to again at once.
+  pub fn probe(&self, request: &Request) -> Answer {
+    self.answer(&request.cmd.get_packed_command(), Backoff::Skip)
+  }
+
+  fn answer(&self, packed: &[u8], backoff: Backoff) -> Answer {
+    let (reply, answer) = oneshot::channel();
+    match self.shared.push(packed, Some(reply), backoff) {
+      Ok(()) => Answer::reply(answer),
+      Err(message) => Answer::failed(message),
+    }
+  }
+
+  /// A new subscription connection to this node, for release notifications,
+  /// opened within the connect timeout.
   pub async fn subscribe_connection(&self) -> Result<redis::aio::PubSub, String> {
     let shared = &self.shared;
-    match tokio::time::timeout(shared.connect_timeout, shared.client.get_async_pubsub()).await {
-      Ok(Ok(pubsub)) => Ok(pubsub),
-      Ok(Err(error)) => Err(shared.node.redact(&describe(&error))),
+    let opened = tokio::time::timeout(shared.connect_timeout, async {
+      let settings = shared.credentials();
+      let pubsub = match socket::open(&shared.node, shared.tls()?).await? {
+        Stream::Plain(socket) => redis::aio::PubSub::new(&settings, socket).await,
+        Stream::Tls(stream) => redis::aio::PubSub::new(&settings, *stream).await,
+      };
+      pubsub.map_err(|error| error.to_string())
+    })
+    .await;
+    match opened {
+      Ok(opened) => opened.map_err(|error| shared.node.redact(&error)),
       Err(_) => Err(format!(
         "connect timed out after {} ms",
         shared.connect_timeout.as_millis()
@@ -154,127 +254,357 @@ impl NodeClient {
   }
 
   pub fn is_connected(&self) -> bool {
-    matches!(*self.shared.state.borrow(), ConnState::Ready(..))
+    matches!(self.shared.lock().phase, Phase::Ready(_))
   }
 
-  /// Closes the connection; later commands fail with "closed".
+  /// Closes the connection and fails every command still queued; later
+  /// commands fail with "closed".
   pub fn close(&self) {
-    self.shared.state.send_replace(ConnState::Closed);
+    let state = self.shared.lock();
+    self
+      .shared
+      .end(state, Phase::Closed, "the connection is closed");
   }
-
-  async fn connection(&self) -> Result<(u64, MultiplexedConnection), String> {
-    if let ConnState::Ready(generation, conn) = &*self.shared.state.borrow() {
-      return Ok((*generation, conn.clone()));
-    }
-    let mut rx = self.shared.state.subscribe();
-    loop {
-      let start = {
-        let state = rx.borrow_and_update();
-        match &*state {
-          ConnState::Ready(generation, conn) => return Ok((*generation, conn.clone())),
-          ConnState::Closed => return Err("the connection is closed".into()),
-          ConnState::Down {
-            error, retry_at, ..
-          } if Instant::now() < *retry_at => {
-            let wait = retry_at.saturating_duration_since(Instant::now());
-            return Err(format!("{error} (reconnecting in {} ms)", wait.as_millis()));
-          }
-          ConnState::Connecting => false,
-          ConnState::Idle | ConnState::Down { .. } => true,
-        }
-      };
-      if start {
-        self.start_connecting();
-      }
-      if rx.changed().await.is_err() {
-        return Err("the connection is closed".into());
-      }
-    }
-  }
-
-  fn start_connecting(&self) {
-    let mut previous_backoff = Duration::ZERO;
-    let started = self.shared.state.send_if_modified(|state| match state {
-      ConnState::Idle => {
-        *state = ConnState::Connecting;
-        true
-      }
-      ConnState::Down { backoff, .. } => {
-        previous_backoff = *backoff;
-        *state = ConnState::Connecting;
-        true
-      }
-      _ => false,
-    });
-    if !started {
-      return;
-    }
-    let shared = self.shared.clone();
-    tokio::spawn(async move {
-      // Every caller bounds its own wait (a fan-out's deadline, the connect
-      // timeout): a timer per command inside the client would only cost.
-      let config = AsyncConnectionConfig::new()
-        .set_connection_timeout(Some(shared.connect_timeout))
-        .set_response_timeout(None);
-      let attempt = tokio::time::timeout(shared.connect_timeout, async {
-        let mut conn = shared
-          .client
-          .get_multiplexed_async_connection_with_config(&config)
-          .await?;
-        // Loading the scripts up front keeps every later script call at one
-        // round trip, even on a node that just restarted with an empty cache.
-        for source in SCRIPTS {
-          let mut load = redis::cmd("SCRIPT");
-          load.arg("LOAD").arg(*source);
-          send(&mut conn, &load).await?;
-        }
-        let learnt = learn(&mut conn).await;
-        Ok::<_, RedisError>((conn, learnt))
-      })
-      .await;
-      let next = match attempt {
-        Ok(Ok((conn, learnt))) => {
-          shared.record(learnt);
-          ConnState::Ready(next_generation(), conn)
-        }
-        Ok(Err(error)) => down(&shared, describe(&error), previous_backoff),
-        Err(_) => down(
-          &shared,
-          format!(
-            "connect timed out after {} ms",
-            shared.connect_timeout.as_millis()
-          ),
-          previous_backoff,
-        ),
-      };
-      shared.state.send_if_modified(|state| {
-        if matches!(state, ConnState::Connecting) {
-          *state = next;
-          true
-        } else {
-          false
-        }
-      });
-    });
-  }
-
-  fn drop_connection(&self, generation: u64) {
-    self.shared.state.send_if_modified(|state| match state {
-      ConnState::Ready(current, _) if *current == generation => {
-        *state = ConnState::Idle;
-        true
-      }
-      _ => false,
-    });
-  }
-}
-
-/// Sends one command; an error reply from the server becomes an `Err`.
-async fn send(conn: &mut MultiplexedConnection, cmd: &redis::Cmd) -> redis::RedisResult<Value> {
-  conn.req_packed_command(cmd).await?.extract_error()
 }
 
 impl Shared {
+  fn lock(&self) -> MutexGuard<'_, State> {
+    self.state.lock().unwrap_or_else(|e| e.into_inner())
+  }
+
+  fn status(&self) -> MutexGuard<'_, NodeStatus> {
+    self.status.lock().unwrap_or_else(|e| e.into_inner())
+  }
+
+  /// The user, password and database for one connection attempt. Read once
+  /// per attempt, so that credentials that change are used as they are then;
+  /// a later re-authentication is one more `AUTH` issued in order.
+  fn credentials(&self) -> RedisConnectionInfo {
+    self.settings.clone()
+  }
+
+  /// The TLS configuration when the node asks for TLS, loaded on first use.
+  fn tls(&self) -> Result<Option<Arc<rustls::ClientConfig>>, String> {
+    if !self.node.tls {
+      return Ok(None);
+    }
+    if let Some(config) = self.tls.get() {
+      return Ok(Some(config.clone()));
+    }
+    let config = socket::tls_config()?;
+    Ok(Some(self.tls.get_or_init(|| config).clone()))
+  }
+
+  fn push(
+    self: &Arc<Self>,
+    packed: &[u8],
+    reply: Option<oneshot::Sender<Answered>>,
+    backoff: Backoff,
+  ) -> Result<(), String> {
+    let now = Instant::now();
+    let mut state = self.lock();
+    match &state.phase {
+      Phase::Closed => return Err("the connection is closed".into()),
+      Phase::Down { error, retry_at } if now < *retry_at && backoff == Backoff::Respect => {
+        let wait = retry_at.saturating_duration_since(now);
+        return Err(format!("{error} (reconnecting in {} ms)", wait.as_millis()));
+      }
+      Phase::Idle | Phase::Down { .. } => {
+        let generation = next_generation();
+        let task = tokio::spawn(self.clone().run(generation)).abort_handle();
+        state.phase = Phase::Connecting { generation, task };
+      }
+      Phase::Connecting { .. } | Phase::Ready(_) => {}
+    }
+    let idle = state.queue.is_idle();
+    state
+      .queue
+      .push(packed, Slot::new(reply, Tracker::track(&self.work)), now);
+    let State { phase, queue, .. } = &mut *state;
+    let Phase::Ready(live) = phase else {
+      return Ok(());
+    };
+    if live.writing {
+      return Ok(());
+    }
+    live.writing = true;
+    match &live.direct {
+      // Nothing else in flight: write now, from this thread. With replies
+      // pending, the writer task gathers what comes meanwhile into one write.
+      Some(socket) if idle => {
+        let socket = socket.clone();
+        let generation = live.generation;
+        let bytes = std::mem::take(&mut queue.out);
+        drop(state);
+        self.write_directly(generation, &socket, bytes);
+      }
+      _ => live.wake_writer.notify_one(),
+    }
+    Ok(())
+  }
+
+  /// Writes what the socket takes without waiting; the rest, and whatever
+  /// was queued meanwhile, goes to the writer task, which keeps the role.
+  fn write_directly(&self, generation: u64, socket: &TcpStream, mut bytes: Vec<u8>) {
+    let written = match socket::write_now(socket, &bytes) {
+      Ok(written) => written,
+      Err(error) => return self.tear_down(generation, &socket::describe(&error), Then::Idle),
+    };
+    let mut state = self.lock();
+    let State { phase, queue, .. } = &mut *state;
+    let Phase::Ready(live) = phase else { return };
+    if live.generation != generation {
+      return;
+    }
+    if written == bytes.len() && queue.out.is_empty() {
+      bytes.clear();
+      queue.out = bytes;
+      live.writing = false;
+    } else {
+      bytes.drain(..written);
+      bytes.extend_from_slice(&queue.out);
+      queue.out = bytes;
+      live.wake_writer.notify_one();
+    }
+  }
+
+  /// One connection, from connecting to its end; whatever ends it (an
+  /// error, a stall, `close`, a panic) ends it through `Ended`.
+  async fn run(self: Arc<Self>, generation: u64) {
+    let mut ended = Ended {
+      shared: &self,
+      generation,
+      reason: "the connection task stopped unexpectedly".into(),
+      then: Then::Backoff,
+    };
+    (ended.reason, ended.then) = self.serve(generation).await;
+  }
+
+  async fn serve(self: &Arc<Self>, generation: u64) -> (String, Then) {
+    let mut codec = ValueCodec::default();
+    let mut buffer = BytesMut::with_capacity(READ_CHUNK);
+    let opened =
+      tokio::time::timeout(self.connect_timeout, self.open(&mut codec, &mut buffer)).await;
+    let stream = match opened {
+      Ok(Ok(stream)) => stream,
+      Ok(Err(error)) => return (error, Then::Backoff),
+      Err(_) => {
+        let ms = self.connect_timeout.as_millis();
+        return (format!("connect timed out after {ms} ms"), Then::Backoff);
+      }
+    };
+    let (source, sink, direct) = stream.split();
+    let wake_writer = Arc::new(Notify::new());
+    let writer = tokio::spawn(self.clone().write(generation, sink, wake_writer.clone()));
+    if !self.go_live(generation, direct, wake_writer, writer.abort_handle()) {
+      writer.abort();
+      return ("the connection is closed".into(), Then::Idle);
+    }
+    self.read(generation, source, codec, buffer).await
+  }
+
+  async fn open(&self, codec: &mut ValueCodec, buffer: &mut BytesMut) -> Result<Stream, String> {
+    let mut stream = socket::open(&self.node, self.tls()?).await?;
+    let learnt = handshake(stream.as_dyn(), &self.credentials(), codec, buffer).await?;
+    self.record(learnt);
+    Ok(stream)
+  }
+
+  /// Makes the connection the node's, unless it was closed meanwhile, and
+  /// hands the commands queued while it connected to the writer task.
+  fn go_live(
+    &self,
+    generation: u64,
+    direct: Option<Arc<TcpStream>>,
+    wake_writer: Arc<Notify>,
+    writer: AbortHandle,
+  ) -> bool {
+    let mut state = self.lock();
+    let reader = match std::mem::replace(&mut state.phase, Phase::Idle) {
+      Phase::Connecting {
+        generation: current,
+        task,
+      } if current == generation => task,
+      other => {
+        state.phase = other;
+        return false;
+      }
+    };
+    let writing = !state.queue.out.is_empty();
+    if writing {
+      wake_writer.notify_one();
+    }
+    // The handshake's time is not the node's delay in answering them.
+    state.queue.progressed(Instant::now());
+    state.backoff = Duration::ZERO;
+    state.phase = Phase::Ready(Live {
+      generation,
+      direct,
+      wake_writer,
+      writing,
+      tasks: [reader, writer],
+    });
+    true
+  }
+
+  /// Reads replies and hands them to their slots, a whole read at a time,
+  /// until the connection ends; also ends it when replies stall.
+  async fn read(
+    &self,
+    generation: u64,
+    mut source: ReadSide,
+    mut codec: ValueCodec,
+    mut buffer: BytesMut,
+  ) -> (String, Then) {
+    let mut replies = Vec::new();
+    let stall = tokio::time::sleep(self.stall_after);
+    tokio::pin!(stall);
+    loop {
+      if buffer.capacity() - buffer.len() < READ_CHUNK / 4 {
+        buffer.reserve(READ_CHUNK);
+      }
+      tokio::select! {
+        read = source.read(&mut buffer) => match read {
+          Ok(0) => return ("the node closed the connection".into(), Then::Idle),
+          Ok(_) => {}
+          Err(error) => return (socket::describe(&error), Then::Idle),
+        },
+        () = &mut stall => {
+          let checked = self.lock().queue.check_stall(Instant::now(), self.stall_after);
+          match checked {
+            Ok(next) => stall.as_mut().reset(next.into()),
+            Err(()) => {
+              let ms = self.stall_after.as_millis();
+              return (format!("no reply within {ms} ms: the connection was dropped"), Then::Backoff);
+            }
+          }
+          continue;
+        }
+      }
+      let mut lost_scripts = false;
+      loop {
+        match codec.decode(&mut buffer) {
+          Ok(Some(value)) => replies.push(self.answered(value, &mut lost_scripts)),
+          Ok(None) => break,
+          Err(error) => return (format!("unreadable reply: {error}"), Then::Idle),
+        }
+      }
+      if replies.is_empty() {
+        continue;
+      }
+      let slots = {
+        let mut state = self.lock();
+        match &state.phase {
+          Phase::Ready(live) if live.generation == generation => {}
+          _ => return ("the connection is closed".into(), Then::Idle),
+        }
+        state.queue.take_answered(replies.len(), Instant::now())
+      };
+      let Some(slots) = slots else {
+        return ("the node sent a reply to no command".into(), Then::Idle);
+      };
+      for (slot, answered) in slots.into_iter().zip(replies.drain(..)) {
+        slot.answer(answered);
+      }
+      if lost_scripts {
+        return (
+          "the node lost the lock's scripts (NOSCRIPT): reconnecting to load them".into(),
+          Then::Idle,
+        );
+      }
+    }
+  }
+
+  /// A reply as its caller sees it: an error reply becomes a (redacted) error.
+  fn answered(&self, value: Value, lost_scripts: &mut bool) -> Answered {
+    value.extract_error().map_err(|error| {
+      *lost_scripts |= error.kind() == ErrorKind::Server(ServerErrorKind::NoScript);
+      let message = self.node.redact(&error.to_string());
+      self.status().last_error = Some(message.clone());
+      message
+    })
+  }
+
+  /// The writer task: writes what is queued whenever it is handed the role.
+  async fn write(self: Arc<Self>, generation: u64, mut sink: WriteSide, wake: Arc<Notify>) {
+    let mut bytes = Vec::new();
+    loop {
+      wake.notified().await;
+      while self.take_queued(generation, &mut bytes) {
+        if let Err(error) = sink.write_all(&bytes).await {
+          return self.tear_down(generation, &socket::describe(&error), Then::Idle);
+        }
+        bytes.clear();
+      }
+    }
+  }
+
+  /// Swaps the queued bytes into `bytes`; `false`, giving up the role, when
+  /// there are none.
+  fn take_queued(&self, generation: u64, bytes: &mut Vec<u8>) -> bool {
+    let mut state = self.lock();
+    let State { phase, queue, .. } = &mut *state;
+    let Phase::Ready(live) = phase else {
+      return false;
+    };
+    if live.generation != generation {
+      return false;
+    }
+    if queue.out.is_empty() {
+      live.writing = false;
+      return false;
+    }
+    std::mem::swap(&mut queue.out, bytes);
+    true
+  }
+
+  /// Ends connection `generation`, if it is still the node's.
+  fn tear_down(&self, generation: u64, reason: &str, then: Then) {
+    let message = self.node.redact(reason);
+    let mut state = self.lock();
+    let current = match &state.phase {
+      Phase::Connecting {
+        generation: current,
+        ..
+      } => *current == generation,
+      Phase::Ready(live) => live.generation == generation,
+      _ => false,
+    };
+    if !current {
+      return;
+    }
+    let next = match then {
+      Then::Idle => Phase::Idle,
+      Then::Backoff => {
+        state.backoff = next_backoff(state.backoff);
+        Phase::Down {
+          error: message.as_str().into(),
+          retry_at: Instant::now() + state.backoff,
+        }
+      }
+    };
+    self.status().last_error = Some(message.clone());
+    self.end(state, next, &message);
+  }
+
+  /// Moves to `next`: stops the tasks of the connection that was, and fails
+  /// every command still queued with `message`.
+  fn end(&self, mut state: MutexGuard<'_, State>, next: Phase, message: &str) {
+    let tasks = match std::mem::replace(&mut state.phase, next) {
+      Phase::Connecting { task, .. } => vec![task],
+      Phase::Ready(live) => live.tasks.into(),
+      Phase::Idle | Phase::Down { .. } | Phase::Closed => Vec::new(),
+    };
+    let slots = state.queue.drain();
+    drop(state);
+    for task in tasks {
+      task.abort();
+    }
+    for slot in slots {
+      slot.answer(Err(message.to_string()));
+    }
+  }
+
   /// Takes what a new connection learnt. The uptime is the difference of
   /// two clock readings each cut to whole seconds, so it may be up to a
   /// second more than the truth: the start is taken a second later than it
@@ -292,11 +622,39 @@ impl Shared {
     self
       .volatile_since_ms
       .store(volatile_since, Ordering::Relaxed);
-    let mut status = self.status.lock().unwrap_or_else(|e| e.into_inner());
+    let mut status = self.status();
     status.run_id = learnt.run_id;
     status.started = Some(started);
     status.durable = learnt.durable;
   }
+}
+
+/// Ends a connection however its task ends: returning, aborted, or
+/// unwinding from a panic, which would otherwise leave the node
+/// "connecting" forever.
+struct Ended<'a> {
+  shared: &'a Shared,
+  generation: u64,
+  reason: String,
+  then: Then,
+}
+
+impl Drop for Ended<'_> {
+  fn drop(&mut self) {
+    self
+      .shared
+      .tear_down(self.generation, &self.reason, self.then);
+  }
+}
+
+/// The pause before the next connection attempt after one of `previous`:
+/// decorrelated jitter, a random span from the first backoff to three times
+/// the previous one, at most the longest backoff. Every client of a node
+/// that restarted then comes back at a moment of its own.
+pub fn next_backoff(previous: Duration) -> Duration {
+  let high = (previous * 3).clamp(FIRST_BACKOFF, MAX_BACKOFF);
+  let low = FIRST_BACKOFF.as_millis() as u64;
+  Duration::from_millis(rand::random_range(low..=high.as_millis() as u64))
 }
 
 /// The process's reference instant, so that instants fit in an atomic.
@@ -309,34 +667,35 @@ fn epoch() -> Instant {
   })
 }
 
-fn down(shared: &Shared, error: String, previous_backoff: Duration) -> ConnState {
-  let backoff = (previous_backoff * 2).clamp(FIRST_BACKOFF, MAX_BACKOFF);
-  shared
-    .status
-    .lock()
-    .unwrap_or_else(|e| e.into_inner())
-    .last_error = Some(shared.node.redact(&error));
-  ConnState::Down {
-    error: shared.node.redact(&error).into(),
-    retry_at: Instant::now() + backoff,
-    backoff,
-  }
-}
-
-fn describe(error: &RedisError) -> String {
-  if error.is_connection_refusal() {
-    format!("connection refused ({error})")
-  } else {
-    error.to_string()
-  }
-}
-
-/// Errors after which the socket cannot be trusted for the next command.
-fn breaks_connection(error: &RedisError) -> bool {
-  error.is_connection_dropped() || error.is_unrecoverable_error() || error.is_io_error()
-}
-
 fn next_generation() -> u64 {
   static GENERATION: AtomicU64 = AtomicU64::new(1);
   GENERATION.fetch_add(1, Ordering::Relaxed)
+}
+
+#[cfg(test)]
+mod tests {
+  use super::*;
+
+  #[test]
+  fn backoff_grows_with_jitter_between_its_bounds() {
+    assert_eq!(next_backoff(Duration::ZERO), FIRST_BACKOFF);
+    for _ in 0..1000 {
+      let next = next_backoff(Duration::from_millis(100));
+      assert!(
+        (FIRST_BACKOFF..=Duration::from_millis(300)).contains(&next),
+        "{next:?}"
+      );
+    }
+    let draws: Vec<Duration> = (0..2000)
+      .map(|_| next_backoff(Duration::from_secs(60)))
+      .collect();
+    assert!(draws
+      .iter()
+      .all(|d| (FIRST_BACKOFF..=MAX_BACKOFF).contains(d)));
+    let (low, high) = (draws.iter().min().unwrap(), draws.iter().max().unwrap());
+    assert!(
+      *high - *low > Duration::from_secs(1),
+      "no jitter: {low:?} to {high:?}"
+    );
+  }
 }

@@ -1,20 +1,21 @@
-//! One command to every node at once, decided at quorum: the replies are
-//! tallied as they arrive and the wait ends as soon as the outcome is
-//! certain, or when the timeout gives up on the nodes still silent.
+//! One command to every node at once, decided at quorum. Issuing is
+//! synchronous: when `issue` returns, the command is queued on every node
+//! behind everything issued before it. Tallying is async: the replies are
+//! counted as they arrive and the wait ends as soon as the outcome is
+//! certain, or at the deadline for the nodes still silent. Those still get
+//! the command, in its place: their connections deliver it.
 
-use std::pin::pin;
+use std::future::{poll_fn, Future};
+use std::pin::{pin, Pin};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::task::Poll;
 use std::time::{Duration, Instant};
 
-use futures_util::stream::{FuturesUnordered, StreamExt};
 use redis::Value;
-use tokio::sync::watch;
 
-use super::connection::NodeClient;
+use super::connection::{Answer, Answered, NodeClient};
 use super::quorum::{Tally, Verdict};
 use super::scripts::Request;
-use super::tracker::Tracker;
 
 /// What one node answered in one attempt.
 #[derive(Clone, Debug, PartialEq)]
@@ -29,107 +30,91 @@ pub struct Votes {
   pub verdict: Verdict,
   /// One reply per node, in the order of the nodes.
   pub replies: Vec<Reply>,
-  /// When the command still goes to nodes that were connecting after the
-  /// verdict: closed once it reached them (or gave up).
-  pub trailing: Option<Trailing>,
 }
 
-/// Writes of a decided command still on their way to nodes that were
-/// connecting. A later command on the same key (a release, a clean-up)
-/// waits for them, or it could reach such a node first and be undone.
-#[derive(Clone, Debug)]
-pub struct Trailing(watch::Receiver<()>);
+/// A command issued to every node, its replies still to come.
+pub struct Issued {
+  at: Instant,
+  answers: Vec<Option<Answer>>,
+}
 
-impl Trailing {
-  /// Resolves when the trailing writes are done, or after `limit`.
-  pub async fn done(&self, limit: Duration) {
-    let mut done = self.0.clone();
-    let _ = tokio::time::timeout(limit, done.changed()).await;
+/// Queues `request` on every node, now.
+pub fn issue(nodes: &[NodeClient], request: &Request) -> Issued {
+  let at = Instant::now();
+  let packed = request.cmd.get_packed_command();
+  Issued {
+    at,
+    answers: nodes.iter().map(|node| Some(node.issue(&packed))).collect(),
   }
 }
 
-/// Sends `request` to every node at once and returns as soon as the
-/// outcome is certain, or when `timeout` ends the wait for the rest. With
-/// `quarantine` (the longest TTL in use), a node that may have forgotten
-/// locks in a recent restart still gets the command but its vote does not
-/// count, neither for nor against.
-pub async fn fan_out(
+/// Counts the replies to `issued` until the outcome is certain, or until
+/// `timeout` after it was issued gives up on the rest. With `quarantine`
+/// (the longest TTL in use), a node that may have forgotten locks in a
+/// recent restart still gets the command but its vote does not count,
+/// neither for nor against.
+pub async fn tally(
   nodes: &[NodeClient],
-  request: &Arc<Request>,
+  mut issued: Issued,
   timeout: Duration,
   quarantine: Option<Duration>,
-  work: &Arc<Tracker>,
   vote: impl Fn(&Value) -> Option<bool>,
 ) -> Votes {
   let mut tally = Tally::new(nodes.len());
   let mut replies = vec![Reply::Pending; nodes.len()];
-  let all_connected = nodes.iter().all(NodeClient::is_connected);
-  let mut answers: FuturesUnordered<_> = nodes
-    .iter()
-    .enumerate()
-    .map(|(i, node)| {
-      let node = node.clone();
-      let request = request.clone();
-      async move { (i, node.query(&request).await) }
-    })
-    .collect();
-  let started = Instant::now();
-  let mut deadline = pin!(tokio::time::sleep(timeout));
-  loop {
-    tokio::select! {
-      biased;
-      answer = answers.next() => {
-        let Some((i, answer)) = answer else { break };
-        let counts = quarantine.is_none_or(|max_ttl| nodes[i].quarantine_left(max_ttl).is_none());
-        let verdict = match answer.map(|value| (vote(&value), value)) {
-          Ok((Some(true), _)) => {
-            replies[i] = Reply::Granted;
-            if counts { tally.grant() } else { tally.fail() }
-          }
-          Ok((Some(false), _)) => {
-            replies[i] = Reply::Refused;
-            if counts { tally.refuse() } else { tally.fail() }
-          }
-          Ok((None, value)) => {
-            replies[i] = Reply::Failed(format!("unexpected reply {value:?}"));
-            tally.fail()
-          }
-          Err(message) => {
-            replies[i] = Reply::Failed(message);
-            tally.fail()
-          }
+  let mut deadline = pin!(tokio::time::sleep_until((issued.at + timeout).into()));
+  let mut count = |i: usize, answered: Answered| {
+    let counts = quarantine.is_none_or(|max_ttl| nodes[i].quarantine_left(max_ttl).is_none());
+    match answered.map(|value| (vote(&value), value)) {
+      Ok((Some(granted), _)) => {
+        replies[i] = if granted {
+          Reply::Granted
+        } else {
+          Reply::Refused
         };
-        if verdict != Verdict::Pending {
-          let mut trailing = None;
-          if !all_connected && !answers.is_empty() {
-            // A node that was still connecting has not been sent the
-            // command yet; it gets it in the background, so that a write
-            // or a delete reaches every node and not only a majority.
-            let left = timeout.saturating_sub(started.elapsed());
-            let (finished, waiting) = watch::channel(());
-            let tracked = Tracker::track(work);
-            tokio::spawn(async move {
-              let _ = tokio::time::timeout(left, answers.collect::<Vec<_>>()).await;
-              drop((finished, tracked));
-            });
-            trailing = Some(Trailing(waiting));
-          }
-          return Votes { verdict, replies, trailing };
+        match (counts, granted) {
+          (true, true) => tally.grant(),
+          (true, false) => tally.refuse(),
+          (false, _) => tally.fail(),
         }
       }
-      () = &mut deadline => {
-        for reply in replies.iter_mut().filter(|r| **r == Reply::Pending) {
-          *reply = Reply::Failed(format!("no reply within {} ms", timeout.as_millis()));
-          tally.fail();
-        }
-        break;
+      Ok((None, value)) => {
+        replies[i] = Reply::Failed(format!("unexpected reply {value:?}"));
+        tally.fail()
       }
+      Err(message) => {
+        replies[i] = Reply::Failed(message);
+        tally.fail()
+      }
+    }
+  };
+  let decided = poll_fn(|cx| {
+    for (i, waiting) in issued.answers.iter_mut().enumerate() {
+      let Some(answer) = waiting else { continue };
+      let Poll::Ready(answered) = Pin::new(answer).poll(cx) else {
+        continue;
+      };
+      *waiting = None;
+      let verdict = count(i, answered);
+      if verdict != Verdict::Pending {
+        return Poll::Ready(true);
+      }
+    }
+    if issued.answers.iter().all(Option::is_none) || deadline.as_mut().poll(cx).is_ready() {
+      return Poll::Ready(false);
+    }
+    Poll::Pending
+  })
+  .await;
+  if !decided {
+    for reply in replies.iter_mut().filter(|r| **r == Reply::Pending) {
+      *reply = Reply::Failed(format!("no reply within {} ms", timeout.as_millis()));
+      tally.fail();
     }
   }
   Votes {
     verdict: tally.verdict(),
     replies,
-    trailing: None,
   }
 }
 

@@ -1,23 +1,25 @@
 //! The Redlock orchestration: acquire, extend and release at quorum,
 //! compute the validity, clean up after a failed attempt, retry, and close.
 
+use std::future::Future;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use redis::Value;
 use tokio::sync::watch;
 
 use super::config::{AcquireOptions, LockConfig, Retries};
 use super::connection::NodeClient;
 use super::error::{LockError, NodeError};
-use super::fanout::{fan_out, Reply, Votes};
+use super::fanout::Reply;
 use super::quorum::{quorum_of, validity_ms, Verdict};
 use super::registry::{HeldLock, Registry};
-use super::scripts::{fence_key, Request, Scripts};
+use super::scripts::{fence_key, Scripts};
 use super::tracker::{Tracked, Tracker};
 use super::waiters::{Waiters, Waiting};
 use super::watchdog::Schedule;
+
+use attempt::{Begun, Plan};
 
 mod attempt;
 mod inspect;
@@ -84,8 +86,13 @@ pub struct Engine {
 }
 
 impl Drop for Inner {
+  /// An instance dropped without `close` stops its tasks and connections too.
   fn drop(&mut self) {
     self.schedule.stop();
+    self.waiters.close();
+    for node in &self.nodes {
+      node.close();
+    }
   }
 }
 
@@ -102,18 +109,29 @@ impl InFlight {
   }
 }
 
+/// The engine's calls issue their first commands when they are made, and
+/// return a future for the rest; like every other method, they must be
+/// called within a Tokio runtime context, which connections start in.
 impl Engine {
   /// Checks the configuration and prepares one client per node; nothing
   /// connects until the first command.
   pub fn new(config: LockConfig, on_lost: LostSink) -> Result<Self, LockError> {
     config.validate().map_err(LockError::InvalidArg)?;
+    let work = Arc::new(Tracker::default());
     let nodes = config
       .nodes
       .iter()
-      .map(|node| NodeClient::new(node.clone(), config.connect_timeout))
+      .map(|node| {
+        NodeClient::new(
+          node.clone(),
+          config.connect_timeout,
+          config.command_timeout,
+          work.clone(),
+        )
+      })
       .collect::<Result<Vec<_>, _>>()
       .map_err(LockError::InvalidArg)?;
-    let waiters = Waiters::new(&nodes);
+    let waiters = Waiters::new(&nodes, config.command_timeout);
     Ok(Engine {
       inner: Arc::new(Inner {
         nodes,
@@ -123,7 +141,7 @@ impl Engine {
         waiters,
         on_lost,
         closed: watch::Sender::new(false),
-        work: Arc::default(),
+        work,
         max_ttl_ms: AtomicU64::new(config.max_ttl_ms.unwrap_or(0).max(config.lock_ttl_ms)),
         config,
       }),
@@ -140,154 +158,80 @@ impl Engine {
 
   /// Tries until a majority grants within the validity, or the retries run
   /// out: `None` when another owner holds a resource, an error when too few
-  /// nodes answered the last attempt.
-  pub async fn acquire(
+  /// nodes answered the last attempt. The first attempt is issued now.
+  pub fn acquire(
     &self,
     resources: &[String],
     ttl_ms: u64,
     options: AcquireOptions,
     cancel: Option<watch::Receiver<bool>>,
-  ) -> Result<Option<Acquired>, LockError> {
-    let inner = &*self.inner;
-    let _in_flight = InFlight::enter(inner)?;
-    let config = &inner.config;
-    let keys: Arc<[String]> = resources
-      .iter()
-      .map(|resource| format!("{}{resource}", config.key_prefix))
-      .collect();
-    let attempt_timeout = config.command_timeout.min(Duration::from_millis(ttl_ms));
-    let fences: Option<Arc<[String]>> = options.fencing.then(|| {
-      resources
-        .iter()
-        .map(|resource| fence_key(&config.key_prefix, resource))
-        .collect()
+  ) -> impl Future<Output = Result<Option<Acquired>, LockError>> + Send + 'static {
+    let inner = self.inner.clone();
+    let begun = InFlight::enter(&inner).map(|in_flight| {
+      let plan = inner.plan(resources, ttl_ms, &options);
+      let first = inner.begin_attempt(&plan);
+      (in_flight, plan, first)
     });
-    let quarantine = inner.quarantine(ttl_ms);
-    let deadline = options.wait.map(|wait| Instant::now() + wait);
-    let mut waiting: Option<Waiting> = None;
-    let aborted = || cancel.as_ref().is_some_and(|cancel| *cancel.borrow());
-    let mut attempts: u32 = 0;
-    loop {
-      if aborted() {
-        return Err(LockError::Aborted);
-      }
-      attempts += 1;
-      // A fresh token per attempt: the clean-up of an earlier attempt still
-      // on its way to a slow node can then never delete this one's key.
-      let token: Arc<str> = uuid::Uuid::new_v4().to_string().into();
-      let value: Arc<str> = match &options.metadata {
-        Some(metadata) => format!("{token} {metadata}").into(),
-        None => token.clone(),
-      };
-      let start = Instant::now();
-      let attempt = inner
-        .attempt(
-          &keys,
-          fences.as_deref(),
-          &value,
-          ttl_ms,
-          attempt_timeout,
-          quarantine,
-        )
-        .await;
-      let verdict = attempt.verdict();
-      if verdict == Verdict::Won && !aborted() {
-        if let Some(validity_ms) = validity_ms(ttl_ms, start.elapsed(), config.drift_factor) {
-          let lock = HeldLock {
-            keys: keys.clone(),
-            value: value.clone(),
-            ttl_ms,
-            valid_until: Instant::now() + Duration::from_millis(validity_ms),
-            gone_at: start + Duration::from_millis(ttl_ms) + config.command_timeout,
-            trailing: attempt.written.trailing.clone(),
-          };
-          return match inner.register(lock) {
-            Some(id) => {
-              if options.auto_extend {
-                Inner::watch(&self.inner, id, validity_ms);
-              }
-              Ok(Some(Acquired {
-                id,
-                value: token,
-                validity: Validity::from_now(validity_ms),
-                attempts,
-                fencing_token: attempt.fencing_token,
-              }))
-            }
-            None => {
-              inner.clean_up_attempt(&keys, &value, &attempt).await;
-              Err(LockError::Closed)
-            }
-          };
-        }
-      }
-      inner.clean_up_attempt(&keys, &value, &attempt).await;
-      let retries_left = match options.retry.retries {
-        Retries::Unlimited => true,
-        Retries::Limited(retries) => attempts <= retries,
-      };
-      let time_left = deadline.is_none_or(|deadline| Instant::now() < deadline);
-      if !retries_left || !time_left || aborted() {
-        return match verdict {
-          _ if aborted() => Err(LockError::Aborted),
-          Verdict::Unavailable => Err(inner.unavailable(attempt.deciding(), quarantine)),
-          _ => Ok(None),
-        };
-      }
-      match (&waiting, deadline, verdict) {
-        // Subscribed only once the lock turned out held, and then tried
-        // again at once: a release between that attempt and the
-        // subscription would otherwise go unnoticed.
-        (None, Some(_), Verdict::Held) => waiting = Some(inner.waiters.join(&keys).await),
-        (Some(waiting), Some(deadline), Verdict::Held) => {
-          inner
-            .wait_for_release(waiting, &keys[0], deadline, cancel.clone())
-            .await?
-        }
-        _ => inner.pause(options.retry, cancel.clone()).await?,
-      }
+    async move {
+      let (_in_flight, plan, first) = begun?;
+      inner.acquire(plan, first, options, cancel).await
     }
   }
 
   /// Extends a held lock to `ttl_ms` (its acquire TTL when `None`) on every
   /// node that still holds it; the new validity when a majority did in time.
   /// Otherwise the lock is lost: it leaves the registry and its keys are
-  /// deleted wherever this owner still had them.
-  pub async fn extend(&self, id: u64, ttl_ms: Option<u64>) -> Result<Option<Validity>, LockError> {
-    let inner = &*self.inner;
-    let _in_flight = InFlight::enter(inner)?;
-    let held = inner.registry().get(id);
-    let Some(lock) = held else {
-      return Ok(None);
-    };
-    let (validity, replies) = inner
-      .try_extend(id, &lock, ttl_ms.unwrap_or(lock.ttl_ms))
-      .await;
-    match validity {
-      Some(ms) => Ok(Some(Validity::from_now(ms))),
-      None => {
-        inner.give_up(id, &lock, &replies).await;
-        Ok(None)
+  /// deleted wherever this owner still had them. Issued now.
+  pub fn extend(
+    &self,
+    id: u64,
+    ttl_ms: Option<u64>,
+  ) -> impl Future<Output = Result<Option<Validity>, LockError>> + Send + 'static {
+    let inner = self.inner.clone();
+    let begun =
+      InFlight::enter(&inner).map(|in_flight| (in_flight, inner.begin_extend(id, ttl_ms)));
+    async move {
+      let (_in_flight, extension) = begun?;
+      let Some(extension) = extension else {
+        return Ok(None);
+      };
+      let lock = extension.lock.clone();
+      match inner.finish_extend(extension).await {
+        (Some(ms), _) => Ok(Some(Validity::from_now(ms))),
+        (None, replies) => {
+          inner.give_up(id, &lock, &replies).await;
+          Ok(None)
+        }
       }
     }
   }
 
   /// Deletes the lock wherever this owner still holds it; `true` when a
-  /// majority still did. A lock released before resolves `false`.
-  pub async fn release(&self, id: u64) -> Result<bool, LockError> {
-    let inner = &*self.inner;
-    let _in_flight = InFlight::enter(inner)?;
-    let Some(lock) = inner.registry().remove(id) else {
-      return Ok(false);
-    };
-    Ok(inner.release_held(&lock).await)
+  /// majority still did. A lock released before resolves `false`. Issued now.
+  pub fn release(&self, id: u64) -> impl Future<Output = Result<bool, LockError>> + Send + 'static {
+    let inner = self.inner.clone();
+    let begun = InFlight::enter(&inner).map(|in_flight| {
+      let release = inner
+        .registry()
+        .remove(id)
+        .map(|lock| inner.begin_release(lock));
+      (in_flight, release)
+    });
+    async move {
+      let (_in_flight, release) = begun?;
+      match release {
+        Some(release) => Ok(inner.finish_release(release).await),
+        None => Ok(false),
+      }
+    }
   }
 
-  /// Refuses new calls at once; the returned future lets calls in flight
-  /// finish (bounded by the command timeout), releases every lock still held
-  /// and closes the connections. Later calls fail with `LockError::Closed`;
-  /// the future of a second close does nothing.
-  pub fn close(&self) -> impl std::future::Future<Output = ()> + Send + 'static {
+  /// Refuses new calls at once; the returned future releases every lock
+  /// still held and lets calls in flight and their commands finish, all
+  /// within one command timeout, then closes the connections. Later calls
+  /// fail with `LockError::Closed`; the future of a second close does
+  /// nothing.
+  pub fn close(&self) -> impl Future<Output = ()> + Send + 'static {
     let first = !self.inner.closed.send_replace(true);
     let inner = self.inner.clone();
     async move {
@@ -299,27 +243,123 @@ impl Engine {
 }
 
 impl Inner {
-  /// `fan_out` over this instance's nodes, its background writes tracked.
-  async fn fan_out(
-    &self,
-    request: &Arc<Request>,
-    timeout: Duration,
-    quarantine: Option<Duration>,
-    vote: impl Fn(&Value) -> Option<bool>,
-  ) -> Votes {
-    fan_out(&self.nodes, request, timeout, quarantine, &self.work, vote).await
+  /// What every attempt of an acquire of `resources` shares.
+  fn plan(&self, resources: &[String], ttl_ms: u64, options: &AcquireOptions) -> Plan {
+    let config = &self.config;
+    let keys: Arc<[String]> = resources
+      .iter()
+      .map(|resource| format!("{}{resource}", config.key_prefix))
+      .collect();
+    let fences = options.fencing.then(|| {
+      resources
+        .iter()
+        .map(|resource| fence_key(&config.key_prefix, resource))
+        .collect()
+    });
+    Plan {
+      keys,
+      fences,
+      metadata: options.metadata.clone(),
+      deadline: options.wait.map(|wait| Instant::now() + wait),
+      ttl_ms,
+      timeout: config.command_timeout.min(Duration::from_millis(ttl_ms)),
+      quarantine: self.quarantine(ttl_ms),
+    }
   }
 
+  /// The attempts of one acquire, the first already begun, and the waits
+  /// between them.
+  async fn acquire(
+    self: &Arc<Self>,
+    plan: Plan,
+    first: Begun,
+    options: AcquireOptions,
+    cancel: Option<watch::Receiver<bool>>,
+  ) -> Result<Option<Acquired>, LockError> {
+    let config = &self.config;
+    let mut waiting: Option<Waiting> = None;
+    let aborted = || cancel.as_ref().is_some_and(|cancel| *cancel.borrow());
+    let mut next = Some(first);
+    let mut attempts: u32 = 0;
+    loop {
+      let begun = match next.take() {
+        Some(begun) => begun,
+        None if aborted() => return Err(LockError::Aborted),
+        None => self.begin_attempt(&plan),
+      };
+      attempts += 1;
+      let attempt = self.finish_attempt(&plan, begun).await;
+      let verdict = attempt.verdict();
+      if verdict == Verdict::Won && !aborted() {
+        if let Some(validity_ms) =
+          validity_ms(plan.ttl_ms, attempt.start.elapsed(), config.drift_factor)
+        {
+          let lock = HeldLock {
+            keys: plan.keys.clone(),
+            value: attempt.value.clone(),
+            ttl_ms: plan.ttl_ms,
+            valid_until: Instant::now() + Duration::from_millis(validity_ms),
+            gone_at: attempt.start + Duration::from_millis(plan.ttl_ms) + config.command_timeout,
+          };
+          return match self.register(lock) {
+            Some(id) => {
+              if options.auto_extend {
+                Inner::watch(self, id, validity_ms);
+              }
+              Ok(Some(Acquired {
+                id,
+                value: attempt.token.clone(),
+                validity: Validity::from_now(validity_ms),
+                attempts,
+                fencing_token: attempt.fencing_token,
+              }))
+            }
+            None => {
+              self.clean_up_attempt(&plan.keys, &attempt).await;
+              Err(LockError::Closed)
+            }
+          };
+        }
+      }
+      self.clean_up_attempt(&plan.keys, &attempt).await;
+      let retries_left = match options.retry.retries {
+        Retries::Unlimited => true,
+        Retries::Limited(retries) => attempts <= retries,
+      };
+      let time_left = plan
+        .deadline
+        .is_none_or(|deadline| Instant::now() < deadline);
+      if !retries_left || !time_left || aborted() {
+        return match verdict {
+          _ if aborted() => Err(LockError::Aborted),
+          Verdict::Unavailable => Err(self.unavailable(attempt.deciding(), plan.quarantine)),
+          _ => Ok(None),
+        };
+      }
+      match (plan.deadline, verdict) {
+        (Some(deadline), Verdict::Held) => {
+          let wait = self.wait_for_release(&mut waiting, &plan.keys, deadline);
+          self.interruptible(wait, cancel.clone()).await?
+        }
+        _ => self.pause(options.retry, cancel.clone()).await?,
+      }
+    }
+  }
+
+  /// Stops the watchdog and the waiters, then releases every lock still
+  /// held while calls in flight and their commands finish, all within one
+  /// command timeout, whatever the nodes do; then closes the connections.
   async fn shut_down(&self) {
-    let inner = self;
-    inner.schedule.stop();
-    let limit = inner.config.command_timeout;
-    let _ = tokio::time::timeout(limit, inner.work.idle()).await;
-    let held = inner.registry().close();
-    let releases = held.iter().map(|lock| inner.release_held(lock));
-    let _ = tokio::time::timeout(limit, futures_util::future::join_all(releases)).await;
-    inner.waiters.close().await;
-    for node in &inner.nodes {
+    self.schedule.stop();
+    self.waiters.close();
+    let held = self.registry().close();
+    let releases = held
+      .into_iter()
+      .map(|lock| self.finish_release(self.begin_release(lock)));
+    let releases = futures_util::future::join_all(releases);
+    let finished = futures_util::future::join(releases, self.work.idle());
+    let _ = tokio::time::timeout(self.config.command_timeout, finished).await;
+    for node in &self.nodes {
       node.close();
     }
   }

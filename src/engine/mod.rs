@@ -1,11 +1,11 @@
 //! The quorum engine: Redis and the Redlock algorithm, nothing of JavaScript.
 //!
 //! `config` holds every default, `node` parses node addresses, `quorum` the
-//! pure arithmetic, `connection` one multiplexed connection per node,
-//! `scripts` the commands and Lua scripts, `fanout` one command to every
-//! node decided at quorum, `registry` the locks held, `tracker` the work under way, `watchdog` the
-//! schedule of auto-extended leases, `waiters` the release notifications,
-//! `lock` the
+//! pure arithmetic, `connection` one connection per node that delivers
+//! commands in issue order, `scripts` the commands and Lua scripts, `fanout`
+//! one command issued to every node and tallied at quorum, `registry` the
+//! locks held, `tracker` the work under way, `watchdog` the schedule of
+//! auto-extended leases, `waiters` the release notifications, `lock` the
 //! orchestration, and `error` the error codes. It is tested with `cargo test`
 //! alone.
 

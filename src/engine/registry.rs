@@ -6,8 +6,6 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
-use super::fanout::Trailing;
-
 /// Ids are unique in the process, not only per lock instance, so that an
 /// event about a lock names it without its instance.
 static NEXT_ID: AtomicU64 = AtomicU64::new(1);
@@ -21,8 +19,6 @@ pub struct HeldLock {
   pub valid_until: Instant,
   /// When every node's key has expired, past any clock drift.
   pub gone_at: Instant,
-  /// The acquire's writes still on their way to a connecting node.
-  pub trailing: Option<Trailing>,
 }
 
 #[derive(Default)]
@@ -94,7 +90,6 @@ mod tests {
       ttl_ms: 1,
       valid_until: gone_at,
       gone_at,
-      trailing: None,
     }
   }
 

@@ -4,11 +4,9 @@
 
 use redis::{Cmd, Script};
 
-/// One command for every node, with the script source to load when a node
-/// answers `NOSCRIPT` (it restarted, or its script cache was flushed).
+/// One command for every node.
 pub struct Request {
   pub cmd: Cmd,
-  pub script: Option<&'static str>,
 }
 
 const ACQUIRE_ALL: &str = include_str!("scripts/acquire_all.lua");
@@ -69,14 +67,9 @@ impl Scripts {
       [key] => {
         let mut cmd = redis::cmd("SET");
         cmd.arg(key).arg(value).arg("NX").arg("PX").arg(ttl_ms);
-        Request { cmd, script: None }
+        Request { cmd }
       }
-      _ => evalsha(
-        &self.acquire_all,
-        ACQUIRE_ALL,
-        keys,
-        &[value, &ttl_ms.to_string()],
-      ),
+      _ => evalsha(&self.acquire_all, keys, &[value, &ttl_ms.to_string()]),
     }
   }
 
@@ -95,40 +88,32 @@ impl Scripts {
       .into_iter()
       .chain(old_fences.iter().map(String::as_str))
       .collect();
-    evalsha(&self.acquire_fenced, ACQUIRE_FENCED, &both, &args)
+    evalsha(&self.acquire_fenced, &both, &args)
   }
 
   /// Phase 2 of a fenced acquire: raises the counters to `token`.
   pub fn fence(&self, keys: &[String], fences: &[String], value: &str, token: u64) -> Request {
     let both: Vec<&String> = keys.iter().chain(fences).collect();
-    evalsha(&self.fence, FENCE, &both, &[value, &token.to_string()])
+    evalsha(&self.fence, &both, &[value, &token.to_string()])
   }
 
   pub fn inspect(&self, key: &str) -> Request {
-    evalsha(&self.inspect, INSPECT, &[key], &[])
+    evalsha(&self.inspect, &[key], &[])
   }
 
   pub fn extend(&self, keys: &[String], value: &str, ttl_ms: u64) -> Request {
-    evalsha(&self.extend, EXTEND, keys, &[value, &ttl_ms.to_string()])
+    evalsha(&self.extend, keys, &[value, &ttl_ms.to_string()])
   }
 
   pub fn release(&self, keys: &[String], value: &str) -> Request {
-    evalsha(&self.release, RELEASE, keys, &[value])
+    evalsha(&self.release, keys, &[value])
   }
 }
 
-fn evalsha(
-  hash: &str,
-  source: &'static str,
-  keys: &[impl redis::ToRedisArgs],
-  args: &[&str],
-) -> Request {
+fn evalsha(hash: &str, keys: &[impl redis::ToRedisArgs], args: &[&str]) -> Request {
   let mut cmd = redis::cmd("EVALSHA");
   cmd.arg(hash).arg(keys.len()).arg(keys).arg(args);
-  Request {
-    cmd,
-    script: Some(source),
-  }
+  Request { cmd }
 }
 
 #[cfg(test)]
@@ -144,7 +129,6 @@ mod tests {
       (scripts.extend(&keys, "v", 100), EXTEND),
       (scripts.release(&keys, "v"), RELEASE),
     ] {
-      assert_eq!(request.script, Some(source));
       let args: Vec<_> = request.cmd.args_iter().collect();
       let redis::Arg::Simple(hash) = args[1] else {
         panic!("no hash")
@@ -152,7 +136,11 @@ mod tests {
       assert_eq!(hash, Script::new(source).get_hash().as_bytes());
       assert_eq!(args[2], redis::Arg::Simple(&b"2"[..]));
     }
-    assert_eq!(scripts.acquire(&keys[..1], "v", 100).script, None);
+    let set = scripts.acquire(&keys[..1], "v", 100);
+    assert_eq!(
+      set.cmd.args_iter().next(),
+      Some(redis::Arg::Simple(&b"SET"[..]))
+    );
   }
 
   #[test]
@@ -184,7 +172,6 @@ mod tests {
         vec!["v", "18446744073709551615"],
       ),
     ] {
-      assert_eq!(request.script, Some(source));
       let args: Vec<Vec<u8>> = request
         .cmd
         .args_iter()

@@ -1,6 +1,7 @@
 //! Counts the work of one lock instance that is still under way, calls and
-//! the background writes they leave behind alike, so that `close` can let it
-//! finish before it closes the connections.
+//! every command they issued until its node answers (those whose callers
+//! decided without them too), so that `close` can let it finish before it
+//! closes the connections.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;

@@ -2,18 +2,27 @@
 //! subscription connection per node, shared by every waiter of every
 //! resource. Release publishes on the key's own channel; each message wakes
 //! one local waiter of that key, so a thousand waiters are not a thousand
-//! attempts per release. A channel is unsubscribed when its last waiter
-//! leaves.
+//! attempts per release.
+//!
+//! One task per node owns that node's subscription and keeps the channels
+//! subscribed there in step with the keys that have waiters. Joining and
+//! leaving only change the map of waiters and tell the tasks, so nothing
+//! holds a lock while a node is asked anything. Every `SUBSCRIBE` and
+//! `UNSUBSCRIBE` is bounded by the command timeout; a subscription that
+//! fails one, or drops, is opened again with backoff and jitter while keys
+//! have waiters. `close` stops the tasks at once, whatever the nodes do.
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::collections::{HashMap, HashSet};
+use std::future::Future;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
 
 use futures_util::StreamExt;
-use redis::aio::PubSubSink;
-use tokio::sync::Notify;
+use redis::aio::{PubSubSink, PubSubStream};
+use tokio::sync::{mpsc, oneshot, Notify};
 use tokio::task::AbortHandle;
 
-use super::connection::NodeClient;
+use super::connection::{next_backoff, NodeClient};
 
 /// The waiters of one key.
 struct Channel {
@@ -21,48 +30,71 @@ struct Channel {
   wake: Arc<Notify>,
 }
 
-/// One node's subscription connection, opened with the first waiter: the
-/// sink that subscribes, and the task that reads its messages.
+/// What a node's task is told about the map of waiters.
+enum Change {
+  /// Keys that found their first waiter; the sender is dropped once the
+  /// task has tried to subscribe them.
+  Joined(Vec<String>, oneshot::Sender<()>),
+  /// Keys that lost their last waiter.
+  Left(Vec<String>),
+}
+
+/// A node's task, once started.
+struct Task {
+  changes: mpsc::UnboundedSender<Change>,
+  handle: AbortHandle,
+}
+
 #[derive(Default)]
-struct Subscriber {
-  sink: tokio::sync::Mutex<Option<(PubSubSink, AbortHandle)>>,
+struct Tasks {
+  closed: bool,
+  /// One per node.
+  nodes: Vec<Option<Task>>,
+}
+
+struct Shared {
+  nodes: Vec<NodeClient>,
+  /// The bound of every `SUBSCRIBE` and `UNSUBSCRIBE`.
+  timeout: Duration,
+  channels: Mutex<HashMap<String, Channel>>,
+  tasks: Mutex<Tasks>,
 }
 
 pub struct Waiters {
-  nodes: Vec<NodeClient>,
-  subscribers: Vec<Arc<Subscriber>>,
-  channels: Arc<Mutex<HashMap<String, Channel>>>,
+  shared: Arc<Shared>,
 }
 
 /// A caller's place among the waiters of some keys; leaving drops it.
 pub struct Waiting {
-  waiters: Arc<WaitersShared>,
+  shared: Arc<Shared>,
   keys: Vec<String>,
   wake: Vec<Arc<Notify>>,
 }
 
-struct WaitersShared {
-  subscribers: Vec<Arc<Subscriber>>,
-  channels: Arc<Mutex<HashMap<String, Channel>>>,
-}
-
 impl Waiters {
-  pub fn new(nodes: &[NodeClient]) -> Self {
+  pub fn new(nodes: &[NodeClient], timeout: Duration) -> Self {
     Waiters {
-      nodes: nodes.to_vec(),
-      subscribers: nodes.iter().map(|_| Arc::default()).collect(),
-      channels: Arc::default(),
+      shared: Arc::new(Shared {
+        nodes: nodes.to_vec(),
+        timeout,
+        channels: Mutex::default(),
+        tasks: Mutex::new(Tasks {
+          closed: false,
+          nodes: nodes.iter().map(|_| None).collect(),
+        }),
+      }),
     }
   }
 
-  /// Joins the waiters of `keys`, subscribing on every node the first time.
-  /// A node that cannot subscribe only means fewer wake-ups: the caller
-  /// also wakes when the holder's TTL runs out.
-  pub async fn join(&self, keys: &[String]) -> Waiting {
+  /// Joins the waiters of `keys` now; the future resolves once every node
+  /// was asked to subscribe the keys that had none (whether or not it
+  /// could: a node that cannot only means fewer wake-ups, since the caller
+  /// also wakes when the holder's TTL runs out).
+  pub fn join(&self, keys: &[String]) -> (Waiting, impl Future<Output = ()> + Send + 'static) {
     let mut fresh = Vec::new();
     let mut wake = Vec::new();
     {
-      let mut channels = self.lock_channels();
+      let mut channels = self.shared.channels();
       for key in keys {
         let channel = channels.entry(key.clone()).or_insert_with(|| {
           fresh.push(key.clone());
@@ -75,69 +107,222 @@ impl Waiters {
         wake.push(channel.wake.clone());
       }
     }
-    if !fresh.is_empty() {
-      let subscriptions = self
-        .nodes
-        .iter()
-        .zip(&self.subscribers)
-        .map(|(node, subscriber)| self.subscribe(node, subscriber, &fresh));
-      futures_util::future::join_all(subscriptions).await;
-    }
-    Waiting {
-      waiters: Arc::new(WaitersShared {
-        subscribers: self.subscribers.clone(),
-        channels: self.channels.clone(),
-      }),
+    let subscribed = match fresh.is_empty() {
+      true => Vec::new(),
+      false => self.shared.joined(&fresh),
+    };
+    let waiting = Waiting {
+      shared: self.shared.clone(),
       keys: keys.to_vec(),
       wake,
-    }
+    };
+    (waiting, async move {
+      futures_util::future::join_all(subscribed).await;
+    })
   }
 
-  /// Closes every subscription connection; waits in progress end with the
-  /// lock instance's close.
-  pub async fn close(&self) {
-    for subscriber in &self.subscribers {
-      if let Some((_, reader)) = subscriber.sink.lock().await.take() {
-        // The connection closes once both its halves are gone.
-        reader.abort();
-      }
+  /// Stops every node's task, which closes its subscription connection;
+  /// waits in progress end with the lock instance's close.
+  pub fn close(&self) {
+    let mut tasks = self.shared.tasks();
+    tasks.closed = true;
+    for task in tasks.nodes.iter_mut().filter_map(Option::take) {
+      task.handle.abort();
     }
   }
+}
 
-  async fn subscribe(&self, node: &NodeClient, subscriber: &Subscriber, keys: &[String]) {
-    let mut sink = subscriber.sink.lock().await;
-    if sink.is_none() {
-      let Ok(pubsub) = node.subscribe_connection().await else {
-        return;
-      };
-      let (new_sink, mut stream) = pubsub.split();
-      let channels = self.channels.clone();
-      let reader = tokio::spawn(async move {
-        while let Some(message) = stream.next().await {
-          let wake = {
-            let channels = channels.lock().unwrap_or_else(|e| e.into_inner());
-            channels
-              .get(message.get_channel_name())
-              .map(|c| c.wake.clone())
-          };
-          if let Some(wake) = wake {
-            wake.notify_one();
-          }
-        }
-      });
-      *sink = Some((new_sink, reader.abort_handle()));
-    }
-    if let Some((active, reader)) = sink.as_mut() {
-      if active.subscribe(keys).await.is_err() {
-        // The connection broke: the next waiter opens a new one.
-        reader.abort();
-        *sink = None;
-      }
-    }
-  }
-
-  fn lock_channels(&self) -> std::sync::MutexGuard<'_, HashMap<String, Channel>> {
+impl Shared {
+  fn channels(&self) -> MutexGuard<'_, HashMap<String, Channel>> {
     self.channels.lock().unwrap_or_else(|e| e.into_inner())
+  }
+
+  fn tasks(&self) -> MutexGuard<'_, Tasks> {
+    self.tasks.lock().unwrap_or_else(|e| e.into_inner())
+  }
+
+  /// Tells every node's task (started with the first keys) about `keys`;
+  /// one receiver per node, which ends once it tried them.
+  fn joined(self: &Arc<Self>, keys: &[String]) -> Vec<oneshot::Receiver<()>> {
+    let mut tasks = self.tasks();
+    if tasks.closed {
+      return Vec::new();
+    }
+    let mut tried = Vec::new();
+    for (node, task) in tasks.nodes.iter_mut().enumerate() {
+      let task = task.get_or_insert_with(|| {
+        let (changes, received) = mpsc::unbounded_channel();
+        let handle = tokio::spawn(serve(self.clone(), node, received)).abort_handle();
+        Task { changes, handle }
+      });
+      let (told, done) = oneshot::channel();
+      if task
+        .changes
+        .send(Change::Joined(keys.to_vec(), told))
+        .is_ok()
+      {
+        tried.push(done);
+      }
+    }
+    tried
+  }
+
+  fn left(&self, keys: Vec<String>) {
+    let tasks = self.tasks();
+    for task in tasks.nodes.iter().flatten() {
+      let _ = task.changes.send(Change::Left(keys.clone()));
+    }
+  }
+
+  fn wake(&self, key: &str) {
+    let wake = self.channels().get(key).map(|channel| channel.wake.clone());
+    if let Some(wake) = wake {
+      wake.notify_one();
+    }
+  }
+}
+
+/// One node's task: applies the changes it is told, reads the messages,
+/// and opens the subscription again when it is lost and keys have waiters.
+async fn serve(shared: Arc<Shared>, node: usize, mut changes: mpsc::UnboundedReceiver<Change>) {
+  let mut link = Link {
+    node: shared.nodes[node].clone(),
+    subscription: None,
+    backoff: Duration::ZERO,
+    retry_at: Instant::now(),
+  };
+  loop {
+    let first = tokio::select! {
+      change = changes.recv() => match change {
+        Some(change) => change,
+        None => return,
+      },
+      due = link.next_event(&shared) => {
+        if due {
+          link.reconnect(&shared).await;
+        }
+        continue;
+      }
+    };
+    let mut joined = HashSet::new();
+    let mut left = HashSet::new();
+    let mut told = Vec::new();
+    let more = std::iter::from_fn(|| changes.try_recv().ok());
+    for change in std::iter::once(first).chain(more) {
+      match change {
+        Change::Joined(keys, sender) => {
+          joined.extend(keys);
+          told.push(sender);
+        }
+        Change::Left(keys) => left.extend(keys),
+      }
+    }
+    link.apply(&shared, joined, left).await;
+    // Tells the joiners their keys were tried.
+    drop(told);
+  }
+}
+
+/// A node's subscription connection, if open, and when to try again if not.
+struct Link {
+  node: NodeClient,
+  subscription: Option<Subscription>,
+  backoff: Duration,
+  retry_at: Instant,
+}
+
+struct Subscription {
+  sink: PubSubSink,
+  messages: PubSubStream,
+  subscribed: HashSet<String>,
+}
+
+impl Link {
+  /// Handles the next message; `true` when the subscription is lost, keys
+  /// have waiters and opening it again is due.
+  async fn next_event(&mut self, shared: &Shared) -> bool {
+    match &mut self.subscription {
+      Some(live) => {
+        match live.messages.next().await {
+          Some(message) => shared.wake(message.get_channel_name()),
+          None => self.lost(),
+        }
+        false
+      }
+      None if !shared.channels().is_empty() => {
+        tokio::time::sleep_until(self.retry_at.into()).await;
+        true
+      }
+      None => std::future::pending().await,
+    }
+  }
+
+  async fn apply(&mut self, shared: &Shared, joined: HashSet<String>, left: HashSet<String>) {
+    let Some(live) = &mut self.subscription else {
+      // Opening subscribes every key with waiters, these among them.
+      if !joined.is_empty() && Instant::now() >= self.retry_at {
+        self.reconnect(shared).await;
+      }
+      return;
+    };
+    let (add, remove) = {
+      let channels = shared.channels();
+      let add = joined
+        .into_iter()
+        .filter(|key| channels.contains_key(key) && !live.subscribed.contains(key));
+      let remove = left
+        .into_iter()
+        .filter(|key| !channels.contains_key(key) && live.subscribed.contains(key));
+      (add.collect(), remove.collect())
+    };
+    match tokio::time::timeout(shared.timeout, live.change(add, remove)).await {
+      Ok(Ok(())) => self.backoff = Duration::ZERO,
+      _ => self.lost(),
+    }
+  }
+
+  /// Opens the subscription (within the connect timeout) and subscribes
+  /// every key that has waiters (within the command timeout).
+  async fn reconnect(&mut self, shared: &Shared) {
+    let Ok(pubsub) = self.node.subscribe_connection().await else {
+      return self.lost();
+    };
+    let (sink, messages) = pubsub.split();
+    let mut live = Subscription {
+      sink,
+      messages,
+      subscribed: HashSet::new(),
+    };
+    let wanted = shared.channels().keys().cloned().collect();
+    match tokio::time::timeout(shared.timeout, live.change(wanted, Vec::new())).await {
+      Ok(Ok(())) => {
+        self.subscription = Some(live);
+        self.backoff = Duration::ZERO;
+      }
+      _ => self.lost(),
+    }
+  }
+
+  fn lost(&mut self) {
+    self.subscription = None;
+    self.backoff = next_backoff(self.backoff);
+    self.retry_at = Instant::now() + self.backoff;
+  }
+}
+
+impl Subscription {
+  async fn change(&mut self, add: Vec<String>, remove: Vec<String>) -> redis::RedisResult<()> {
+    if !add.is_empty() {
+      self.sink.subscribe(&add).await?;
+      self.subscribed.extend(add);
+    }
+    if !remove.is_empty() {
+      self.sink.unsubscribe(&remove).await?;
+      for key in &remove {
+        self.subscribed.remove(key);
+      }
+    }
+    Ok(())
   }
 }
 
@@ -153,11 +338,7 @@ impl Drop for Waiting {
   fn drop(&mut self) {
     let mut gone = Vec::new();
     {
-      let mut channels = self
-        .waiters
-        .channels
-        .lock()
-        .unwrap_or_else(|e| e.into_inner());
+      let mut channels = self.shared.channels();
       for key in &self.keys {
         if let Some(channel) = channels.get_mut(key) {
           channel.waiters -= 1;
@@ -168,32 +349,8 @@ impl Drop for Waiting {
         }
       }
     }
-    let Ok(runtime) = tokio::runtime::Handle::try_current() else {
-      return;
-    };
-    if gone.is_empty() {
-      return;
+    if !gone.is_empty() {
+      self.shared.left(gone);
     }
-    let shared = self.waiters.clone();
-    runtime.spawn(async move {
-      for subscriber in &shared.subscribers {
-        let mut sink = subscriber.sink.lock().await;
-        // A key that found new waiters meanwhile stays subscribed.
-        let still_gone: Vec<String> = {
-          let channels = shared.channels.lock().unwrap_or_else(|e| e.into_inner());
-          gone
-            .iter()
-            .filter(|key| !channels.contains_key(*key))
-            .cloned()
-            .collect()
-        };
-        if let (Some((active, reader)), false) = (sink.as_mut(), still_gone.is_empty()) {
-          if active.unsubscribe(&still_gone).await.is_err() {
-            reader.abort();
-            *sink = None;
-          }
-        }
-      }
-    });
   }
 }

@@ -3,10 +3,7 @@
 
 use std::time::Duration;
 
-use redis::aio::MultiplexedConnection;
 use redis::Value;
-
-use super::send;
 
 /// What a node says about itself when a connection opens.
 pub(super) struct Learnt {
@@ -15,22 +12,15 @@ pub(super) struct Learnt {
   pub durable: Option<bool>,
 }
 
-/// Asks the node for its run id, uptime and persistence. A node that refuses
-/// `INFO` or `CONFIG` (managed services often do) is not an error: what it
-/// does not tell is assumed the unsafe way.
-pub(super) async fn learn(conn: &mut MultiplexedConnection) -> Learnt {
-  let mut info = redis::cmd("INFO");
-  info.arg("server");
-  let (run_id, uptime) = match send(conn, &info).await {
-    Ok(value) => parse_info(&text_of(&value)),
-    Err(_) => (None, None),
+/// The run id, uptime and persistence from the replies to `INFO server` and
+/// `CONFIG GET append*`. A node that refuses either (managed services often
+/// do) is not an error: what it does not tell is assumed the unsafe way.
+pub(super) fn learn(info: &Value, config: &Value) -> Learnt {
+  let (run_id, uptime) = parse_info(&text_of(info));
+  let durable = match config {
+    Value::ServerError(_) => None,
+    config => Some(is_durable(&pairs_of(config))),
   };
-  let mut config = redis::cmd("CONFIG");
-  config.arg("GET").arg("append*");
-  let durable = send(conn, &config)
-    .await
-    .ok()
-    .map(|value| is_durable(&pairs_of(&value)));
   Learnt {
     run_id,
     uptime,

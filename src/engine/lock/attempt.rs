@@ -4,16 +4,42 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use super::Inner;
-use crate::engine::fanout::{acquire_vote, fenced_vote, script_vote, Reply, Trailing, Votes};
+use crate::engine::fanout::{
+  acquire_vote, fenced_vote, issue, script_vote, tally, Issued, Reply, Votes,
+};
 use crate::engine::quorum::Verdict;
-use crate::engine::tracker::Tracker;
+
+/// What every attempt of one acquire shares.
+pub(super) struct Plan {
+  pub keys: Arc<[String]>,
+  /// The fencing counters of the keys, with fencing.
+  pub fences: Option<Arc<[String]>>,
+  pub metadata: Option<String>,
+  /// Until when to keep trying, with `wait_ms`: counted from the call.
+  pub deadline: Option<Instant>,
+  pub ttl_ms: u64,
+  pub timeout: Duration,
+  pub quarantine: Option<Duration>,
+}
+
+/// An attempt whose write is on its way to every node.
+pub(super) struct Begun {
+  token: Arc<str>,
+  value: Arc<str>,
+  start: Instant,
+  written: Issued,
+}
 
 /// One acquire attempt: the replies of the write, and with fencing those of
 /// raising the counters, which then decide it.
 pub(super) struct Attempt {
+  /// This owner's random token; `value` adds the metadata to it.
+  pub token: Arc<str>,
+  pub value: Arc<str>,
+  pub start: Instant,
   pub written: Votes,
   raised: Option<Votes>,
   pub fencing_token: Option<u64>,
@@ -30,100 +56,106 @@ impl Attempt {
 }
 
 impl Inner {
-  /// Writes the lock to every node; with `fences`, then raises the
-  /// counters of the resources to the new token on every node that still
-  /// holds it, and the attempt stands or falls with that.
-  pub(super) async fn attempt(
-    &self,
-    keys: &[String],
-    fences: Option<&[String]>,
-    value: &str,
-    ttl_ms: u64,
-    timeout: Duration,
-    quarantine: Option<Duration>,
-  ) -> Attempt {
-    let Some(fences) = fences else {
-      let request = Arc::new(self.scripts.acquire(keys, value, ttl_ms));
-      let written = self
-        .fan_out(&request, timeout, quarantine, acquire_vote)
-        .await;
-      return Attempt {
-        written,
-        raised: None,
-        fencing_token: None,
-      };
+  /// Issues the write of a new attempt to every node, now. A fresh token
+  /// per attempt: the clean-up of an earlier attempt still on its way to a
+  /// slow node can then never delete this one's key.
+  pub(super) fn begin_attempt(&self, plan: &Plan) -> Begun {
+    let token: Arc<str> = uuid::Uuid::new_v4().to_string().into();
+    let value: Arc<str> = match &plan.metadata {
+      Some(metadata) => format!("{token} {metadata}").into(),
+      None => token.clone(),
     };
-    let highest = AtomicU64::new(0);
-    let request = Arc::new(self.scripts.acquire_fenced(keys, fences, value, ttl_ms));
-    let written = self
-      .fan_out(&request, timeout, quarantine, fenced_vote(&highest))
-      .await;
-    if written.verdict != Verdict::Won {
-      return Attempt {
-        written,
-        raised: None,
-        fencing_token: None,
-      };
-    }
-    let token = highest.load(Ordering::Relaxed) + 1;
-    let request = Arc::new(self.scripts.fence(keys, fences, value, token));
-    let raised = self
-      .fan_out(&request, timeout, quarantine, script_vote(1))
-      .await;
-    Attempt {
+    let start = Instant::now();
+    let request = match &plan.fences {
+      None => self.scripts.acquire(&plan.keys, &value, plan.ttl_ms),
+      Some(fences) => self
+        .scripts
+        .acquire_fenced(&plan.keys, fences, &value, plan.ttl_ms),
+    };
+    let written = issue(&self.nodes, &request);
+    Begun {
+      token,
+      value,
+      start,
       written,
-      raised: Some(raised),
-      fencing_token: Some(token),
     }
   }
 
-  pub(super) async fn clean_up_attempt(&self, keys: &[String], value: &str, attempt: &Attempt) {
-    let written = &attempt.written;
+  /// Decides the attempt: with fencing, once the write won, raises the
+  /// counters of the resources to the new token on every node that still
+  /// holds the lock, and the attempt stands or falls with that.
+  pub(super) async fn finish_attempt(&self, plan: &Plan, begun: Begun) -> Attempt {
+    let Begun {
+      token,
+      value,
+      start,
+      written,
+    } = begun;
+    let (nodes, timeout, quarantine) = (&self.nodes, plan.timeout, plan.quarantine);
+    let (written, raised, fencing_token) = match &plan.fences {
+      None => (
+        tally(nodes, written, timeout, quarantine, acquire_vote).await,
+        None,
+        None,
+      ),
+      Some(fences) => {
+        let highest = AtomicU64::new(0);
+        let written = tally(nodes, written, timeout, quarantine, fenced_vote(&highest)).await;
+        if written.verdict == Verdict::Won {
+          let fencing_token = highest.load(Ordering::Relaxed) + 1;
+          let request = self
+            .scripts
+            .fence(&plan.keys, fences, &value, fencing_token);
+          let raised = tally(
+            nodes,
+            issue(nodes, &request),
+            timeout,
+            quarantine,
+            script_vote(1),
+          )
+          .await;
+          (written, Some(raised), Some(fencing_token))
+        } else {
+          (written, None, None)
+        }
+      }
+    };
+    Attempt {
+      token,
+      value,
+      start,
+      written,
+      raised,
+      fencing_token,
+    }
+  }
+
+  pub(super) async fn clean_up_attempt(&self, keys: &[String], attempt: &Attempt) {
     self
-      .clean_up(keys, value, &written.replies, written.trailing.as_ref())
+      .clean_up(keys, &attempt.value, &attempt.written.replies)
       .await;
   }
 
-  /// Removes this attempt's keys wherever they may have been written: nodes
+  /// Removes this owner's keys wherever they may have been written. Nodes
   /// that granted are cleaned before returning, so a retry is never blocked
-  /// by its own key; nodes that failed or had not answered are cleaned in the
-  /// background, so a stuck node does not delay the caller. Those deletes
-  /// wait for the attempt's trailing writes, so they cannot overtake them on
-  /// a node that was connecting.
-  pub(super) async fn clean_up(
-    &self,
-    keys: &[String],
-    value: &str,
-    replies: &[Reply],
-    trailing: Option<&Trailing>,
-  ) {
-    let request = Arc::new(self.scripts.release(keys, value));
+  /// by its own key; nodes that failed or had not answered are sent the
+  /// delete without waiting, so a stuck node does not delay the caller.
+  /// Each delete follows the write on its node's connection, whenever that
+  /// write lands.
+  pub(super) async fn clean_up(&self, keys: &[String], value: &str, replies: &[Reply]) {
+    let packed = self.scripts.release(keys, value).cmd.get_packed_command();
     let mut granted = Vec::new();
     for (node, reply) in self.nodes.iter().zip(replies) {
       match reply {
         Reply::Refused => {}
-        Reply::Granted => granted.push(node),
-        Reply::Pending | Reply::Failed(_) => {
-          let node = node.clone();
-          let request = request.clone();
-          let timeout = self.config.command_timeout;
-          let trailing = trailing.cloned();
-          let tracked = Tracker::track(&self.work);
-          tokio::spawn(async move {
-            if let Some(trailing) = trailing {
-              trailing.done(timeout).await;
-            }
-            let _ = tokio::time::timeout(timeout, node.query(&request)).await;
-            drop(tracked);
-          });
-        }
+        Reply::Granted => granted.push(node.issue(&packed)),
+        Reply::Pending | Reply::Failed(_) => node.send(&packed),
       }
     }
     if !granted.is_empty() {
-      let deletes = granted.iter().map(|node| node.query(&request));
       let _ = tokio::time::timeout(
         self.config.command_timeout,
-        futures_util::future::join_all(deletes),
+        futures_util::future::join_all(granted),
       )
       .await;
     }

@@ -179,7 +179,6 @@ impl Engine {
     let _in_flight = InFlight::enter(inner)?;
     let ping = Request {
       cmd: redis::cmd("PING"),
-      script: None,
     };
     let quarantine = inner.quarantine(0);
     let config = &inner.config;
@@ -192,7 +191,7 @@ impl Engine {
       let ping = &ping;
       async move {
         let start = Instant::now();
-        let reply = tokio::time::timeout(limit, node.query(ping)).await;
+        let reply = tokio::time::timeout(limit, node.probe(ping)).await;
         (start.elapsed(), limit, reply)
       }
     });

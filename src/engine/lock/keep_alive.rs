@@ -38,10 +38,10 @@ impl Inner {
     if *this.closed.borrow() {
       return;
     }
-    let Some(lock) = this.registry().get(id) else {
+    let Some(extension) = this.begin_extend(id, None) else {
       return;
     };
-    let (validity, replies) = this.try_extend(id, &lock, lock.ttl_ms).await;
+    let (validity, replies) = this.finish_extend(extension).await;
     if let Some(ms) = validity {
       Inner::watch(this, id, ms);
       return;

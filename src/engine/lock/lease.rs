@@ -1,34 +1,64 @@
 //! A held lease: extending it, giving it up when an extension fails, and
-//! releasing it.
+//! releasing it. Each starts by issuing its command to every node, which
+//! puts it behind the acquire's writes on every node's connection, even on
+//! one still connecting.
 
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::Inner;
-use crate::engine::fanout::{script_vote, Reply};
+use crate::engine::fanout::{issue, script_vote, tally, Issued, Reply};
 use crate::engine::quorum::{validity_ms, Verdict};
 use crate::engine::registry::HeldLock;
 
+/// An extension on its way to every node.
+pub(super) struct Extension {
+  id: u64,
+  pub lock: HeldLock,
+  ttl_ms: u64,
+  start: Instant,
+  issued: Issued,
+}
+
+/// A release on its way to every node.
+pub(super) struct Release {
+  lock: HeldLock,
+  issued: Issued,
+}
+
 impl Inner {
-  /// One extension to `ttl_ms` on every node that still holds the lock:
-  /// its new validity when a majority extended it in time, and the replies.
-  pub(super) async fn try_extend(
-    &self,
-    id: u64,
-    lock: &HeldLock,
-    ttl_ms: u64,
-  ) -> (Option<u64>, Vec<Reply>) {
-    self.acquire_writes_landed(lock).await;
-    let request = Arc::new(self.scripts.extend(&lock.keys, &lock.value, ttl_ms));
+  /// Issues the extension of lock `id` to `ttl_ms` (its acquire TTL when
+  /// `None`); `None` when this instance does not hold it.
+  pub(super) fn begin_extend(&self, id: u64, ttl_ms: Option<u64>) -> Option<Extension> {
+    let lock = self.registry().get(id)?;
+    let ttl_ms = ttl_ms.unwrap_or(lock.ttl_ms);
+    let request = self.scripts.extend(&lock.keys, &lock.value, ttl_ms);
     let start = Instant::now();
+    let issued = issue(&self.nodes, &request);
+    Some(Extension {
+      id,
+      lock,
+      ttl_ms,
+      start,
+      issued,
+    })
+  }
+
+  /// The extension's new validity when a majority extended the lease in
+  /// time, and the replies.
+  pub(super) async fn finish_extend(&self, extension: Extension) -> (Option<u64>, Vec<Reply>) {
+    let Extension {
+      id,
+      ttl_ms,
+      start,
+      issued,
+      ..
+    } = extension;
     let timeout = self
       .config
       .command_timeout
       .min(Duration::from_millis(ttl_ms));
     let quarantine = self.quarantine(ttl_ms);
-    let votes = self
-      .fan_out(&request, timeout, quarantine, script_vote(1))
-      .await;
+    let votes = tally(&self.nodes, issued, timeout, quarantine, script_vote(1)).await;
     let validity = match votes.verdict {
       Verdict::Won => validity_ms(ttl_ms, start.elapsed(), self.config.drift_factor),
       _ => None,
@@ -45,33 +75,26 @@ impl Inner {
   /// on a minority goes now rather than stand in the next owner's way.
   pub(super) async fn give_up(&self, id: u64, lock: &HeldLock, replies: &[Reply]) {
     self.registry().remove(id);
-    self
-      .clean_up(&lock.keys, &lock.value, replies, lock.trailing.as_ref())
-      .await;
+    self.clean_up(&lock.keys, &lock.value, replies).await;
   }
 
-  pub(super) async fn release_held(&self, lock: &HeldLock) -> bool {
-    self.acquire_writes_landed(lock).await;
-    let request = Arc::new(self.scripts.release(&lock.keys, &lock.value));
-    let votes = self
-      .fan_out(
-        &request,
-        self.config.command_timeout,
-        self.quarantine(lock.ttl_ms),
-        script_vote(lock.keys.len() as i64),
-      )
-      .await;
+  pub(super) fn begin_release(&self, lock: HeldLock) -> Release {
+    let request = self.scripts.release(&lock.keys, &lock.value);
+    let issued = issue(&self.nodes, &request);
+    Release { lock, issued }
+  }
+
+  /// Whether a majority still held the lock.
+  pub(super) async fn finish_release(&self, release: Release) -> bool {
+    let Release { lock, issued } = release;
+    let votes = tally(
+      &self.nodes,
+      issued,
+      self.config.command_timeout,
+      self.quarantine(lock.ttl_ms),
+      script_vote(lock.keys.len() as i64),
+    )
+    .await;
     votes.verdict == Verdict::Won
-  }
-
-  /// Waits for the acquire's writes still on their way to nodes that were
-  /// connecting (bounded by that attempt's own deadline). A later command on
-  /// the key that overtook them there would be undone: a delete by the write
-  /// landing after it, an extension by finding no key and the write then
-  /// leaving its first TTL.
-  async fn acquire_writes_landed(&self, lock: &HeldLock) {
-    if let Some(trailing) = &lock.trailing {
-      trailing.done(self.config.command_timeout).await;
-    }
   }
 }

@@ -33,24 +33,34 @@ impl Inner {
       .await
   }
 
-  /// Waits until a holder of `key` releases, its lease runs out, or the
-  /// deadline passes, whichever is first.
+  /// Waits, until `deadline` at the latest, for the holder of `keys` to
+  /// release or its lease to run out. The first time it joins the waiters
+  /// instead, and returns once subscribed (within one command timeout), so
+  /// that the caller tries again at once: a release between its last attempt
+  /// and the subscription would otherwise go unnoticed.
   pub(super) async fn wait_for_release(
     &self,
-    waiting: &Waiting,
-    key: &str,
+    waiting: &mut Option<Waiting>,
+    keys: &[String],
     deadline: Instant,
-    cancel: Option<watch::Receiver<bool>>,
-  ) -> Result<(), LockError> {
-    let holder_left = self.holder_ttl(key).await;
-    let until = deadline.min(Instant::now() + holder_left);
-    let woken = async {
-      tokio::select! {
-        () = tokio::time::sleep_until(until.into()) => {}
-        () = waiting.released() => {}
+  ) {
+    let wait = async {
+      match waiting {
+        None => {
+          let (joined, subscribed) = self.waiters.join(keys);
+          *waiting = Some(joined);
+          let _ = tokio::time::timeout(self.config.command_timeout, subscribed).await;
+        }
+        Some(waiting) => {
+          let holder_left = self.holder_ttl(&keys[0]).await;
+          tokio::select! {
+            () = tokio::time::sleep(holder_left) => {}
+            () = waiting.released() => {}
+          }
+        }
       }
     };
-    self.interruptible(woken, cancel).await
+    let _ = tokio::time::timeout_at(deadline.into(), wait).await;
   }
 
   /// How long until a majority of `key`'s copies expire: the quorum-th
@@ -59,7 +69,7 @@ impl Inner {
   async fn holder_ttl(&self, key: &str) -> Duration {
     let mut cmd = redis::cmd("PTTL");
     cmd.arg(key);
-    let request = Request { cmd, script: None };
+    let request = Request { cmd };
     let replies = futures_util::future::join_all(
       self
         .nodes
@@ -85,7 +95,7 @@ impl Inner {
   }
 
   /// Runs `wait`, unless the instance closes or the caller aborts first.
-  async fn interruptible(
+  pub(super) async fn interruptible(
     &self,
     wait: impl std::future::Future<Output = ()>,
     cancel: Option<watch::Receiver<bool>>,
