@@ -1,9 +1,11 @@
-//! The one place where engine errors become JavaScript errors: an `Error`
-//! with the contract's `code`, and `nodeErrors` on `ERR_QUORUM_UNAVAILABLE`.
+//! The one place where failures become JavaScript errors: an `Error` with
+//! the contract's `code`, `nodeErrors` on `ERR_QUORUM_UNAVAILABLE`, and for
+//! a call that asked for detail its attempts and per-node votes.
 
 use napi::bindgen_prelude::ToNapiValue;
 use napi::sys;
 
+use super::shapes::{Mirror, NodeError, NodeVote};
 use crate::engine::error::LockError;
 
 /// The code of an error thrown synchronously (a bad option or argument).
@@ -25,15 +27,40 @@ pub fn invalid_arg(message: String) -> napi::Error<Code> {
   napi::Error::new(Code("ERR_INVALID_ARG"), message)
 }
 
-pub fn from_engine(error: LockError) -> napi::Error<Code> {
-  napi::Error::new(Code(error.code()), error.to_string())
+impl From<LockError> for napi::Error<Code> {
+  fn from(error: LockError) -> Self {
+    napi::Error::new(Code(error.code()), error.to_string())
+  }
 }
 
-/// Builds the JS error for a rejected promise.
+/// Why a call's promise rejects: the engine's error, with the call's
+/// attempts and votes when it asked.
+pub struct Failure {
+  pub error: LockError,
+  pub detail: Option<Detail>,
+}
+
+/// What decided a call, for a caller that asked.
+pub struct Detail {
+  pub attempts: u32,
+  pub votes: Vec<NodeVote>,
+}
+
+impl From<LockError> for Failure {
+  fn from(error: LockError) -> Self {
+    Failure {
+      error,
+      detail: None,
+    }
+  }
+}
+
+/// Builds the JS error a promise rejects with.
 ///
 /// # Safety
 /// Call on the JS thread of `env`.
-pub unsafe fn to_js(env: sys::napi_env, error: &LockError) -> napi::Result<sys::napi_value> {
+pub unsafe fn to_js(env: sys::napi_env, failure: Failure) -> napi::Result<sys::napi_value> {
+  let Failure { error, detail } = failure;
   let mut value = std::ptr::null_mut();
   // SAFETY: Node-API calls on the JS thread, on values created here.
   unsafe {
@@ -41,30 +68,27 @@ pub unsafe fn to_js(env: sys::napi_env, error: &LockError) -> napi::Result<sys::
     let message = ToNapiValue::to_napi_value(env, error.to_string())?;
     check(sys::napi_create_error(env, code, message, &mut value))?;
     if let LockError::QuorumUnavailable { node_errors, .. } = error {
-      let mut list = std::ptr::null_mut();
-      check(sys::napi_create_array_with_length(
+      let node_errors: Vec<NodeError> = node_errors.mirror();
+      set(
         env,
-        node_errors.len(),
-        &mut list,
-      ))?;
-      for (i, node_error) in node_errors.iter().enumerate() {
-        let mut entry = std::ptr::null_mut();
-        check(sys::napi_create_object(env, &mut entry))?;
-        set(
-          env,
-          entry,
-          c"node",
-          ToNapiValue::to_napi_value(env, node_error.node.as_str())?,
-        )?;
-        set(
-          env,
-          entry,
-          c"message",
-          ToNapiValue::to_napi_value(env, node_error.message.as_str())?,
-        )?;
-        check(sys::napi_set_element(env, list, i as u32, entry))?;
-      }
-      set(env, value, c"nodeErrors", list)?;
+        value,
+        c"nodeErrors",
+        ToNapiValue::to_napi_value(env, node_errors)?,
+      )?;
+    }
+    if let Some(Detail { attempts, votes }) = detail {
+      set(
+        env,
+        value,
+        c"attempts",
+        ToNapiValue::to_napi_value(env, attempts)?,
+      )?;
+      set(
+        env,
+        value,
+        c"votes",
+        ToNapiValue::to_napi_value(env, votes)?,
+      )?;
     }
   }
   Ok(value)
