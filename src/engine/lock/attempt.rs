@@ -132,9 +132,10 @@ impl Inner {
     }
   }
 
-  /// Removes what a failed attempt wrote.
+  /// Removes what a failed attempt wrote, quietly: nothing was held, so no
+  /// waiter is woken (the caller itself among them).
   pub(super) async fn clean_up_attempt(&self, keys: &[String], attempt: &Attempt) {
-    let request = self.scripts.release(keys, &attempt.value);
+    let request = self.scripts.clean_up(keys, &attempt.value);
     self.delete(&request, &attempt.written.replies).await;
   }
 
