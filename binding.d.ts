@@ -27,15 +27,18 @@ export declare class LockCore {
    */
   constructor(options: unknown, onLost: (locks: bigint[]) => void)
   /**
-   * Acquires `resource` (one name or a list) for `ttlMs`. A `cancel`
-   * switch makes the call abortable; with `detail` the result (or the
-   * error) carries each node's vote in the deciding attempt.
+   * Acquires `resource` (one name or a list) for `ttlMs`: the lock, or
+   * `null` when another owner holds it. A `cancel` switch makes the call
+   * abortable; `onDecided` is told what decided it.
    */
-  acquire(resource: unknown, ttlMs: unknown, options: unknown, cancel?: Cancel | undefined | null, detail?: boolean): Promise<Acquisition>
-  /** Extends lock `lock` to `ttlMs` (its acquire TTL when undefined). */
-  extend(lock: bigint, ttlMs: unknown, detail?: boolean): Promise<Extension>
-  /** Releases lock `lock`. */
-  release(lock: bigint, detail?: boolean): Promise<Release>
+  acquire(resource: unknown, ttlMs: unknown, options: unknown, cancel?: Cancel | undefined | null, onDecided?: ((decision: Decision) => void) | undefined | null): Promise<Acquired | null>
+  /**
+   * Extends lock `lock` to `ttlMs` (its acquire TTL when undefined): the
+   * new validity, or `null` when the lease is lost.
+   */
+  extend(lock: bigint, ttlMs: unknown, onDecided?: ((decision: Decision) => void) | undefined | null): Promise<Validity | null>
+  /** Releases lock `lock`: whether a majority still held it. */
+  release(lock: bigint, onDecided?: ((decision: Decision) => void) | undefined | null): Promise<boolean>
   /** What each node holds for `resource` (one name). */
   inspect(resource: unknown): Promise<LockInfo>
   /** Pings every node. */
@@ -47,35 +50,29 @@ export declare class LockCore {
   close(): Promise<void>
 }
 
-/** A lock this instance acquired. */
+/** A lock this instance acquired: what its handle holds. */
 export interface Acquired {
   /** The registry id the caller passes back to extend and release. */
   id: bigint
   /** This owner's random token; the stored value adds the metadata to it. */
   value: string
-  validity: Validity
+  /** The guaranteed time in ms, as in `Validity`. */
+  validityMs: number
+  /** Epoch ms at which the guaranteed time ends. */
+  expiresAt: number
+  /** How many attempts the acquire made. */
+  attempts: number
   /** With fencing: larger than the token of every earlier holder of each resource. */
   fencingToken: bigint | null
 }
 
 /**
- * What an acquire decided: the lock, when a majority granted it in time;
- * the attempts it made; with `detail`, each node's vote in the last one.
+ * What decided a call, for a caller that asks: the attempts it made and
+ * each node's vote in the last one.
  */
-export interface Acquisition {
-  lock?: Acquired
+export interface Decision {
   attempts: number
-  votes?: Array<NodeVote>
-}
-
-/**
- * What an extend decided: the new validity, when a majority extended the
- * lease in time; with `detail`, each node's vote.
- */
-export interface Extension {
-  validity?: Validity
-  attempts: number
-  votes?: Array<NodeVote>
+  votes: Array<NodeVote>
 }
 
 /** What `health()` reports. */
@@ -196,16 +193,6 @@ export interface NodeVote {
    * failure) came, in ms; absent while it was pending.
    */
   latencyMs: number | null
-}
-
-/**
- * What a release decided: whether a majority still held the lock; with
- * `detail`, each node's vote.
- */
-export interface Release {
-  released: boolean
-  attempts: number
-  votes?: Array<NodeVote>
 }
 
 /**

@@ -3,7 +3,7 @@
 // The public facade over the native binding: handles, AbortSignal, and the
 // checks that need JavaScript identity (which lock a handle belongs to).
 // Every call of the binding returns a promise of a typed result (see
-// binding.d.ts); this file turns those results into handles and booleans.
+// binding.d.ts); this file turns an acquired lock into a handle.
 
 const { Cancel, LockCore, resolveNodes } = require('./native.js')
 
@@ -84,14 +84,14 @@ class LockHandle {
   }
 
   /** `acquired` is the native `Acquired`. */
-  constructor(lock, acquired, resources, attempts) {
+  constructor(lock, acquired, resources) {
     this.#lock = lock
     this.#id = acquired.id
     this.resources = resources
     this.value = acquired.value
-    this.validityMs = acquired.validity.ms
-    this.expiresAt = acquired.validity.expiresAt
-    this.attempts = attempts
+    this.validityMs = acquired.validityMs
+    this.expiresAt = acquired.expiresAt
+    this.attempts = acquired.attempts
     this.fencingToken = acquired.fencingToken
   }
 
@@ -135,6 +135,19 @@ class LockHandle {
  */
 const decided = {}
 
+/** Runs `start(onDecided)` and adds the decision it is told to the result `shape` makes, or to the error. */
+function withDecision(start, shape) {
+  let decision
+  return start((told) => {
+    decision = told
+  }).then(
+    (result) => ({ ...shape(result), ...decision }),
+    (error) => {
+      throw Object.assign(error, decision)
+    },
+  )
+}
+
 /** A Redlock quorum lock over independent Redis nodes; see index.d.ts. */
 class DistributedLock {
   #core
@@ -142,10 +155,10 @@ class DistributedLock {
 
   static {
     decided.acquire = (lock, resource, ttlMs, options) =>
-      lock.#acquire(resource, ttlMs, options, true, (handle, { attempts, votes }) => ({ handle, attempts, votes }))
+      withDecision((onDecided) => lock.#acquire(resource, ttlMs, options, onDecided), (handle) => ({ handle }))
     decided.extend = (lock, handle, ttlMs) =>
-      lock.#extend(handle, ttlMs, true, ({ validity, attempts, votes }) => ({ extended: validity !== undefined, attempts, votes }))
-    decided.release = (lock, handle) => lock.#release(handle, true, (release) => release)
+      withDecision((onDecided) => lock.#extend(handle, ttlMs, onDecided), (extended) => ({ extended }))
+    decided.release = (lock, handle) => withDecision((onDecided) => lock.#release(handle, onDecided), (released) => ({ released }))
   }
 
   constructor(options) {
@@ -153,11 +166,11 @@ class DistributedLock {
   }
 
   acquire(resource, ttlMs, options) {
-    return this.#acquire(resource, ttlMs, options, false, (handle) => handle)
+    return this.#acquire(resource, ttlMs, options, undefined)
   }
 
-  /** An acquire whose promise resolves what `shape(handle, acquisition)` makes of its result. */
-  #acquire(resource, ttlMs, options, detail, shape) {
+  /** `onDecided`, when given, is told what decided the call. */
+  #acquire(resource, ttlMs, options, onDecided) {
     let signal
     if (options !== null && typeof options === 'object' && options.signal !== undefined) {
       ;({ signal, ...options } = options)
@@ -169,18 +182,18 @@ class DistributedLock {
     const cancel = signal === undefined ? undefined : new Cancel()
     let acquiring
     try {
-      acquiring = this.#core.acquire(resource, ttlMs, options, cancel, detail)
+      acquiring = this.#core.acquire(resource, ttlMs, options, cancel, onDecided)
     } catch (error) {
       return Promise.reject(error)
     }
     // Read only now: the binding has checked the resources' number and size.
     const resources = typeof resource === 'string' ? [resource] : Array.from(resource)
     const watch = options != null && (options.auto_extend === true || options.autoExtend === true)
-    const settle = (acquisition) => {
-      if (acquisition.lock === undefined) return shape(null, acquisition)
-      const handle = new LockHandle(this, acquisition.lock, resources, acquisition.attempts)
-      if (watch) watched.set(acquisition.lock.id, handle)
-      return shape(handle, acquisition)
+    const settle = (acquired) => {
+      if (acquired === null) return null
+      const handle = new LockHandle(this, acquired, resources)
+      if (watch) watched.set(acquired.id, handle)
+      return handle
     }
     if (signal === undefined) return acquiring.then(settle)
     return new Promise((resolve, reject) => {
@@ -190,12 +203,12 @@ class DistributedLock {
       }
       signal.addEventListener('abort', onAbort, { once: true })
       acquiring.then(
-        (acquisition) => {
+        (acquired) => {
           signal.removeEventListener('abort', onAbort)
-          if (!signal.aborted) return resolve(settle(acquisition))
+          if (!signal.aborted) return resolve(settle(acquired))
           // The caller gave up waiting; a lock won meanwhile is nobody's.
-          if (acquisition.lock !== undefined) {
-            call(() => this.#core.release(acquisition.lock.id)).catch(() => {
+          if (acquired !== null) {
+            call(() => this.#core.release(acquired.id)).catch(() => {
               // closed meanwhile: close released it
             })
           }
@@ -226,32 +239,32 @@ class DistributedLock {
   }
 
   extend(handle, ttlMs) {
-    return this.#extend(handle, ttlMs, false, (extension) => extension.validity !== undefined)
+    return this.#extend(handle, ttlMs, undefined)
   }
 
-  #extend(handle, ttlMs, detail, shape) {
+  #extend(handle, ttlMs, onDecided) {
     const id = this.#ownId(handle)
     if (typeof id !== 'bigint') return Promise.reject(id)
-    return call(() => this.#core.extend(id, ttlMs, detail)).then((extension) => {
-      if (extension.validity !== undefined) {
-        setValidity(handle, extension.validity)
-      } else {
+    return call(() => this.#core.extend(id, ttlMs, onDecided)).then((validity) => {
+      if (validity === null) {
         watched.delete(id)
         loseHandle(handle)
+        return false
       }
-      return shape(extension)
+      setValidity(handle, validity)
+      return true
     })
   }
 
   release(handle) {
-    return this.#release(handle, false, (release) => release.released)
+    return this.#release(handle, undefined)
   }
 
-  #release(handle, detail, shape) {
+  #release(handle, onDecided) {
     const id = this.#ownId(handle)
     if (typeof id !== 'bigint') return Promise.reject(id)
     watched.delete(id)
-    return call(() => this.#core.release(id, detail)).then(shape)
+    return call(() => this.#core.release(id, onDecided))
   }
 
   inspect(resource) {

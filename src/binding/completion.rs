@@ -12,8 +12,12 @@
 //! lease the watchdog lost) ride the same queue and are not counted, so an
 //! idle lock never keeps the process alive.
 //!
+//! A call may be given an `onDecided` function: it is told what decided the
+//! call (a `Decision`) on the JavaScript thread right before the promise
+//! settles. Only such a call builds one.
+//!
 //! A panic while a call starts, while its future runs, or while its result
-//! becomes a JavaScript value rejects its promise with `ERR_INTERNAL`.
+//! becomes a JavaScript value fails it with `ERR_INTERNAL`.
 
 use std::any::Any;
 use std::ffi::c_void;
@@ -27,7 +31,8 @@ use futures_util::FutureExt;
 use napi::bindgen_prelude::{Function, JsValue, PromiseRaw, ToNapiValue};
 use napi::{sys, Env};
 
-use super::errors::{check, to_js, Code, Failure};
+use super::errors::{check, to_js, Code};
+use super::shapes::Decision;
 use crate::engine::error::LockError;
 
 /// One I/O thread serves every lock in the process: the work is waiting on
@@ -50,13 +55,27 @@ pub fn guarded<T, E: From<LockError>>(entry: impl FnOnce() -> Result<T, E>) -> R
 }
 
 /// Runs a call's future; a panic in it fails with `ERR_INTERNAL`.
-pub async fn catching<T, E: From<LockError>>(
-  future: impl Future<Output = Result<T, E>>,
-) -> Result<T, E> {
+pub async fn catching<T>(future: impl Future<Output = Finished<T>>) -> Finished<T> {
   AssertUnwindSafe(future)
     .catch_unwind()
     .await
-    .unwrap_or_else(|panic| Err(internal(&*panic).into()))
+    .unwrap_or_else(|panic| Err(internal(&*panic)).into())
+}
+
+/// What a call's future ends with: its result and, for a caller that
+/// asked, what decided it.
+pub struct Finished<T> {
+  pub result: Result<T, LockError>,
+  pub decision: Option<Decision>,
+}
+
+impl<T> From<Result<T, LockError>> for Finished<T> {
+  fn from(result: Result<T, LockError>) -> Self {
+    Finished {
+      result,
+      decision: None,
+    }
+  }
 }
 
 /// The error a panic becomes: `ERR_INTERNAL`, with the panic's message.
@@ -86,35 +105,45 @@ unsafe impl<T> Sync for Handle<T> {}
 
 /// Work for the JavaScript thread.
 enum Job {
-  /// Settles a call's promise with its result.
-  Settle(Handle<sys::napi_deferred>, Box<dyn Settle>),
+  /// Settles a call's promise with its result, telling its `onDecided`
+  /// function first, if it has one.
+  Settle(
+    Handle<sys::napi_deferred>,
+    Box<dyn Settle>,
+    Option<Handle<sys::napi_ref>>,
+  ),
   /// The watchdog lost the lease of this lock.
   Lost(u64),
 }
 
-/// A finished call's result, to become a JavaScript value.
+/// A finished call, as JavaScript values: the decision, if one was made,
+/// and the value to resolve with (`Ok`) or the error to reject with (`Err`).
+type Settled = (
+  Option<sys::napi_value>,
+  Result<sys::napi_value, sys::napi_value>,
+);
+
+/// A finished call's result, to become JavaScript values.
 trait Settle: Send {
-  /// The value to resolve with (`Ok`) or the error to reject with (`Err`).
-  ///
   /// # Safety
   /// Call on the JS thread of `env`.
-  unsafe fn into_js(
-    self: Box<Self>,
-    env: sys::napi_env,
-  ) -> napi::Result<Result<sys::napi_value, sys::napi_value>>;
+  unsafe fn into_js(self: Box<Self>, env: sys::napi_env) -> napi::Result<Settled>;
 }
 
-impl<T: ToNapiValue + Send> Settle for Result<T, Failure> {
-  unsafe fn into_js(
-    self: Box<Self>,
-    env: sys::napi_env,
-  ) -> napi::Result<Result<sys::napi_value, sys::napi_value>> {
+impl<T: ToNapiValue + Send> Settle for Finished<T> {
+  unsafe fn into_js(self: Box<Self>, env: sys::napi_env) -> napi::Result<Settled> {
+    let Finished { result, decision } = *self;
     // SAFETY: the caller is on the JS thread.
     unsafe {
-      match *self {
-        Ok(value) => Ok(Ok(T::to_napi_value(env, value)?)),
-        Err(failure) => Ok(Err(to_js(env, failure)?)),
-      }
+      let decision = match decision {
+        Some(decision) => Some(Decision::to_napi_value(env, decision)?),
+        None => None,
+      };
+      let settled = match result {
+        Ok(value) => Ok(T::to_napi_value(env, value)?),
+        Err(error) => Err(to_js(env, error)?),
+      };
+      Ok((decision, settled))
     }
   }
 }
@@ -237,15 +266,16 @@ impl Completions {
   /// Starts a call on this, the JavaScript thread: `start` reads its
   /// arguments and issues its first commands, within the I/O runtime's
   /// context, or throws (a bad argument); the future it returns finishes
-  /// on the runtime and settles the promise.
+  /// on the runtime and settles the promise, telling `on_decided` first.
   pub fn call<'env, T, F>(
     &self,
     env: &'env Env,
+    on_decided: Option<Function<Decision, ()>>,
     start: impl FnOnce() -> Result<F, napi::Error<Code>>,
   ) -> Result<PromiseRaw<'env, T>, napi::Error<Code>>
   where
     T: ToNapiValue + Send + 'static,
-    F: Future<Output = Result<T, Failure>> + Send + 'static,
+    F: Future<Output = Finished<T>> + Send + 'static,
   {
     let future = {
       let _runtime = runtime().enter();
@@ -253,15 +283,31 @@ impl Completions {
     };
     let mut deferred = ptr::null_mut();
     let mut promise = ptr::null_mut();
-    // SAFETY: a Node-API call on the JS thread.
-    check(unsafe { sys::napi_create_promise(env.raw(), &mut deferred, &mut promise) })
+    let mut told = ptr::null_mut();
+    // SAFETY: Node-API calls on the JS thread.
+    unsafe {
+      check(sys::napi_create_promise(
+        env.raw(),
+        &mut deferred,
+        &mut promise,
+      ))
       .map_err(|error| LockError::Internal(error.reason))?;
+      if let Some(on_decided) = &on_decided {
+        check(sys::napi_create_reference(
+          env.raw(),
+          on_decided.raw(),
+          1,
+          &mut told,
+        ))
+        .map_err(|error| LockError::Internal(error.reason))?;
+      }
+    }
     self.count(env);
     let completions = self.clone();
-    let deferred = Handle(deferred);
+    let (deferred, told) = (Handle(deferred), on_decided.map(|_| Handle(told)));
     runtime().spawn(async move {
-      let result = catching(future).await;
-      completions.push(Job::Settle(deferred, Box::new(result)));
+      let finished = catching(future).await;
+      completions.push(Job::Settle(deferred, Box::new(finished), told));
     });
     Ok(PromiseRaw::new(env.raw(), promise))
   }
@@ -327,9 +373,10 @@ unsafe extern "C" fn deliver(
   let mut lost = Vec::new();
   for job in jobs {
     match job {
-      Job::Settle(deferred, result) => {
-        // SAFETY: on the JS thread, with a deferred not settled before.
-        unsafe { settle(env, deferred.0, result) };
+      Job::Settle(deferred, result, told) => {
+        // SAFETY: on the JS thread, with a deferred not settled before and
+        // a reference not deleted before.
+        unsafe { settle(env, deferred.0, result, told.map(|told| told.0)) };
         settled += 1;
       }
       Job::Lost(id) => lost.push(id),
@@ -345,18 +392,37 @@ unsafe extern "C" fn deliver(
   }
 }
 
-/// Resolves or rejects `deferred` with `result`; a result that cannot
-/// become a JavaScript value, even by panicking, rejects with `ERR_INTERNAL`.
-unsafe fn settle(env: sys::napi_env, deferred: sys::napi_deferred, result: Box<dyn Settle>) {
+/// Resolves or rejects `deferred` with `result`, after telling the
+/// referenced `told` function its decision (and deleting the reference). A
+/// result that cannot become a JavaScript value, even by panicking, rejects
+/// with `ERR_INTERNAL`; a `told` function that throws, with its exception.
+unsafe fn settle(
+  env: sys::napi_env,
+  deferred: sys::napi_deferred,
+  result: Box<dyn Settle>,
+  told: Option<sys::napi_ref>,
+) {
   // SAFETY: the caller is on the JS thread.
   let converted = catch_unwind(AssertUnwindSafe(|| unsafe { result.into_js(env) }));
-  let settled = match converted {
+  let (decision, mut settled) = match converted {
     Ok(Ok(settled)) => settled,
-    Ok(Err(error)) => Err(unsafe { internal_error(env, error.reason) }),
-    Err(panic) => Err(unsafe { internal_error(env, panic_message(&*panic)) }),
+    Ok(Err(error)) => (None, Err(unsafe { internal_error(env, error.reason) })),
+    Err(panic) => (
+      None,
+      Err(unsafe { internal_error(env, panic_message(&*panic)) }),
+    ),
   };
-  // SAFETY: as above; a deferred is settled exactly once, here.
+  // SAFETY: Node-API calls on the JS thread; the reference lives until
+  // deleted here, and a deferred is settled exactly once, here.
   unsafe {
+    if let Some(told) = told {
+      if let Some(decision) = decision {
+        if let Some(thrown) = call_with(env, told, decision) {
+          settled = Err(thrown);
+        }
+      }
+      sys::napi_delete_reference(env, told);
+    }
     match settled {
       Ok(value) => sys::napi_resolve_deferred(env, deferred, value),
       Err(error) => sys::napi_reject_deferred(env, deferred, error),
@@ -364,26 +430,48 @@ unsafe fn settle(env: sys::napi_env, deferred: sys::napi_deferred, result: Box<d
   }
 }
 
+/// Calls the referenced function with `argument`; what it threw, if it
+/// threw, taken off the environment so the promise can still settle.
+unsafe fn call_with(
+  env: sys::napi_env,
+  function: sys::napi_ref,
+  argument: sys::napi_value,
+) -> Option<sys::napi_value> {
+  let mut callee = ptr::null_mut();
+  let mut this = ptr::null_mut();
+  // SAFETY: Node-API calls on the JS thread, with a live reference.
+  unsafe {
+    if sys::napi_get_reference_value(env, function, &mut callee) != sys::Status::napi_ok
+      || sys::napi_get_undefined(env, &mut this) != sys::Status::napi_ok
+    {
+      return None;
+    }
+    if sys::napi_call_function(env, this, callee, 1, &argument, ptr::null_mut())
+      == sys::Status::napi_ok
+    {
+      return None;
+    }
+    let mut thrown = ptr::null_mut();
+    let cleared = sys::napi_get_and_clear_last_exception(env, &mut thrown);
+    (cleared == sys::Status::napi_ok && !thrown.is_null()).then_some(thrown)
+  }
+}
+
 unsafe fn internal_error(env: sys::napi_env, message: String) -> sys::napi_value {
   // SAFETY: the caller is on the JS thread.
-  unsafe { to_js(env, LockError::Internal(message).into()) }.unwrap_or(ptr::null_mut())
+  unsafe { to_js(env, LockError::Internal(message)) }.unwrap_or(ptr::null_mut())
 }
 
 unsafe fn tell_lost(env: sys::napi_env, on_lost: sys::napi_ref, ids: Vec<u64>) {
-  let mut function = ptr::null_mut();
-  let mut this = ptr::null_mut();
-  // SAFETY: Node-API calls on the JS thread. An exception the function
-  // throws stays pending, and Node reports it as uncaught.
+  // SAFETY: Node-API calls on the JS thread, with a live reference. What
+  // the function throws is thrown again, for Node to report as uncaught.
   unsafe {
-    if sys::napi_get_reference_value(env, on_lost, &mut function) != sys::Status::napi_ok
-      || sys::napi_get_undefined(env, &mut this) != sys::Status::napi_ok
-    {
-      return;
-    }
     let Ok(ids) = Vec::<u64>::to_napi_value(env, ids) else {
       return;
     };
-    sys::napi_call_function(env, this, function, 1, &ids, ptr::null_mut());
+    if let Some(thrown) = call_with(env, on_lost, ids) {
+      sys::napi_throw(env, thrown);
+    }
   }
 }
 
@@ -430,11 +518,12 @@ mod tests {
       tokio::task::yield_now().await;
       panic!("the future broke")
     };
-    let message = internal_message::<()>(catching(broken).await);
+    let message = internal_message::<()>(catching(broken).await.result);
     assert!(message.contains("the future broke"), "{message}");
-    let in_a_task = tokio::spawn(catching::<(), LockError>(async { panic!("in a task") }));
+    let in_a_task = tokio::spawn(catching::<()>(async { panic!("in a task") }));
     let joined = in_a_task.await.expect("the task ends normally");
-    assert!(internal_message(joined).contains("in a task"));
-    assert_eq!(catching::<_, LockError>(async { Ok(()) }).await, Ok(()));
+    assert!(internal_message(joined.result).contains("in a task"));
+    let fine = catching(async { Finished::from(Ok(())) }).await;
+    assert_eq!(fine.result, Ok(()));
   }
 }

@@ -1,11 +1,10 @@
 //! The one place where failures become JavaScript errors: an `Error` with
-//! the contract's `code`, `nodeErrors` on `ERR_QUORUM_UNAVAILABLE`, and for
-//! a call that asked for detail its attempts and per-node votes.
+//! the contract's `code`, and `nodeErrors` on `ERR_QUORUM_UNAVAILABLE`.
 
 use napi::bindgen_prelude::ToNapiValue;
 use napi::sys;
 
-use super::shapes::{Mirror, NodeError, NodeVote};
+use super::shapes::{Mirror, NodeError};
 use crate::engine::error::LockError;
 
 /// The code of an error thrown synchronously (a bad option or argument).
@@ -33,34 +32,11 @@ impl From<LockError> for napi::Error<Code> {
   }
 }
 
-/// Why a call's promise rejects: the engine's error, with the call's
-/// attempts and votes when it asked.
-pub struct Failure {
-  pub error: LockError,
-  pub detail: Option<Detail>,
-}
-
-/// What decided a call, for a caller that asked.
-pub struct Detail {
-  pub attempts: u32,
-  pub votes: Vec<NodeVote>,
-}
-
-impl From<LockError> for Failure {
-  fn from(error: LockError) -> Self {
-    Failure {
-      error,
-      detail: None,
-    }
-  }
-}
-
 /// Builds the JS error a promise rejects with.
 ///
 /// # Safety
 /// Call on the JS thread of `env`.
-pub unsafe fn to_js(env: sys::napi_env, failure: Failure) -> napi::Result<sys::napi_value> {
-  let Failure { error, detail } = failure;
+pub unsafe fn to_js(env: sys::napi_env, error: LockError) -> napi::Result<sys::napi_value> {
   let mut value = std::ptr::null_mut();
   // SAFETY: Node-API calls on the JS thread, on values created here.
   unsafe {
@@ -74,20 +50,6 @@ pub unsafe fn to_js(env: sys::napi_env, failure: Failure) -> napi::Result<sys::n
         value,
         c"nodeErrors",
         ToNapiValue::to_napi_value(env, node_errors)?,
-      )?;
-    }
-    if let Some(Detail { attempts, votes }) = detail {
-      set(
-        env,
-        value,
-        c"attempts",
-        ToNapiValue::to_napi_value(env, attempts)?,
-      )?;
-      set(
-        env,
-        value,
-        c"votes",
-        ToNapiValue::to_napi_value(env, votes)?,
       )?;
     }
   }

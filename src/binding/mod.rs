@@ -19,12 +19,10 @@ use napi_derive::napi;
 
 use crate::engine::error::LockError;
 use crate::engine::lock::{Decided, Engine};
-use completion::{guarded, Completions};
-use errors::{invalid_arg, Code, Detail, Failure};
+use completion::{guarded, Completions, Finished};
+use errors::{invalid_arg, Code};
 use raw::Raw;
-use shapes::{
-  Acquisition, Extension, HealthReport, LockInfo, Mirror, NodeConfig, NodeVote, Release,
-};
+use shapes::{Acquired, Decision, HealthReport, LockInfo, Mirror, NodeConfig, Validity};
 
 type Result<T> = std::result::Result<T, napi::Error<Code>>;
 
@@ -75,31 +73,20 @@ pub struct LockCore {
   completions: Completions,
 }
 
-/// The result of `decided` as `make` shapes it from the outcome, the
-/// attempts and, with `detail`, what each node answered in the deciding
-/// attempt (the engine's replies become objects only then); its error
-/// carries the same.
-fn settled<T, R>(
-  engine: &Engine,
-  decided: Decided<T>,
-  detail: bool,
-  make: impl FnOnce(T, u32, Option<Vec<NodeVote>>) -> R,
-) -> std::result::Result<R, Failure> {
-  let detail = decided
-    .votes
-    .as_ref()
-    .filter(|_| detail)
-    .map(|votes| Detail {
-      attempts: decided.attempts,
-      votes: engine.node_votes(votes).mirror(),
-    });
-  match decided.outcome {
-    Ok(outcome) => Ok(make(
-      outcome,
-      decided.attempts,
-      detail.map(|detail| detail.votes),
-    )),
-    Err(error) => Err(Failure { error, detail }),
+/// The result of `decided`, and for a caller that asked (`detail`) what
+/// decided it: the engine's replies become objects only then.
+fn finished<T: Mirror<R>, R>(engine: &Engine, decided: Decided<T>, detail: bool) -> Finished<R> {
+  let decision = detail.then(|| Decision {
+    attempts: decided.attempts,
+    votes: decided
+      .votes
+      .as_ref()
+      .map(|votes| engine.node_votes(votes).mirror())
+      .unwrap_or_default(),
+  });
+  Finished {
+    result: decided.outcome.map(Mirror::mirror),
+    decision,
   }
 }
 
@@ -127,11 +114,12 @@ impl LockCore {
     })
   }
 
-  /// Acquires `resource` (one name or a list) for `ttlMs`. A `cancel`
-  /// switch makes the call abortable; with `detail` the result (or the
-  /// error) carries each node's vote in the deciding attempt.
+  /// Acquires `resource` (one name or a list) for `ttlMs`: the lock, or
+  /// `null` when another owner holds it. A `cancel` switch makes the call
+  /// abortable; `onDecided` is told what decided it.
   #[napi(
-    ts_args_type = "resource: unknown, ttlMs: unknown, options: unknown, cancel?: Cancel | undefined | null, detail?: boolean"
+    ts_args_type = "resource: unknown, ttlMs: unknown, options: unknown, cancel?: Cancel | undefined | null, onDecided?: ((decision: Decision) => void) | undefined | null",
+    ts_return_type = "Promise<Acquired | null>"
   )]
   pub fn acquire<'env>(
     &self,
@@ -140,11 +128,11 @@ impl LockCore {
     ttl_ms: Unknown,
     options: Unknown,
     cancel: Option<&Cancel>,
-    detail: Option<bool>,
-  ) -> Result<PromiseRaw<'env, Acquisition>> {
-    let detail = detail.unwrap_or(false);
+    on_decided: Option<Function<Decision, ()>>,
+  ) -> Result<PromiseRaw<'env, Option<Acquired>>> {
     let cancel = cancel.map(|cancel| cancel.abort.subscribe());
-    self.completions.call(env, || {
+    let detail = on_decided.is_some();
+    self.completions.call(env, on_decided, || {
       let config = self.engine.config();
       let resources = options::resources(&read(&resource)?).map_err(invalid_arg)?;
       let ttl_ms =
@@ -153,78 +141,57 @@ impl LockCore {
         options::acquire_options(&read(&options)?, config.retry).map_err(invalid_arg)?;
       let acquiring = self.engine.acquire(&resources, ttl_ms, options, cancel);
       let engine = self.engine.clone();
-      Ok(async move {
-        settled(&engine, acquiring.await, detail, |lock, attempts, votes| {
-          Acquisition {
-            lock: lock.mirror(),
-            attempts,
-            votes,
-          }
-        })
-      })
+      Ok(async move { finished(&engine, acquiring.await, detail) })
     })
   }
 
-  /// Extends lock `lock` to `ttlMs` (its acquire TTL when undefined).
-  #[napi(ts_args_type = "lock: bigint, ttlMs: unknown, detail?: boolean")]
+  /// Extends lock `lock` to `ttlMs` (its acquire TTL when undefined): the
+  /// new validity, or `null` when the lease is lost.
+  #[napi(
+    ts_args_type = "lock: bigint, ttlMs: unknown, onDecided?: ((decision: Decision) => void) | undefined | null",
+    ts_return_type = "Promise<Validity | null>"
+  )]
   pub fn extend<'env>(
     &self,
     env: &'env Env,
     lock: BigInt,
     ttl_ms: Unknown,
-    detail: Option<bool>,
-  ) -> Result<PromiseRaw<'env, Extension>> {
-    let detail = detail.unwrap_or(false);
-    self.completions.call(env, || {
+    on_decided: Option<Function<Decision, ()>>,
+  ) -> Result<PromiseRaw<'env, Option<Validity>>> {
+    let detail = on_decided.is_some();
+    self.completions.call(env, on_decided, || {
       let ttl_ms = match read(&ttl_ms)? {
         Raw::Undefined => None,
         other => Some(options::ttl_argument(&other, 0).map_err(invalid_arg)?),
       };
       let extending = self.engine.extend(lock.get_u64().1, ttl_ms);
       let engine = self.engine.clone();
-      Ok(async move {
-        settled(
-          &engine,
-          extending.await,
-          detail,
-          |validity, attempts, votes| Extension {
-            validity: validity.mirror(),
-            attempts,
-            votes,
-          },
-        )
-      })
+      Ok(async move { finished(&engine, extending.await, detail) })
     })
   }
 
-  /// Releases lock `lock`.
-  #[napi(ts_args_type = "lock: bigint, detail?: boolean")]
+  /// Releases lock `lock`: whether a majority still held it.
+  #[napi(
+    ts_args_type = "lock: bigint, onDecided?: ((decision: Decision) => void) | undefined | null"
+  )]
   pub fn release<'env>(
     &self,
     env: &'env Env,
     lock: BigInt,
-    detail: Option<bool>,
-  ) -> Result<PromiseRaw<'env, Release>> {
-    let detail = detail.unwrap_or(false);
-    self.completions.call(env, || {
+    on_decided: Option<Function<Decision, ()>>,
+  ) -> Result<PromiseRaw<'env, bool>> {
+    let detail = on_decided.is_some();
+    self.completions.call(env, on_decided, || {
       let engine = self.engine.clone();
       let id = lock.get_u64().1;
       // Unlike acquire and extend, a release is issued on the I/O thread: its
       // writes to every node then leave before that thread can act on the
       // first node's release notification. From here, a waiter of this
       // process woken by it could reach the other nodes ahead of the
-      // release, find the lock still held there, and try again and again
-      // until it lands.
-      Ok(async move {
-        let decided = engine.release(id).await;
-        settled(&engine, decided, detail, |released, attempts, votes| {
-          Release {
-            released,
-            attempts,
-            votes,
-          }
-        })
-      })
+      // release, on its own connections, find the lock still held there, and
+      // try again (queueing the release on every node before writing any
+      // does not help: another lock instance does not share the queues).
+      Ok(async move { finished(&engine, engine.release(id).await, detail) })
     })
   }
 
@@ -235,7 +202,7 @@ impl LockCore {
     env: &'env Env,
     resource: Unknown,
   ) -> Result<PromiseRaw<'env, LockInfo>> {
-    self.completions.call(env, || {
+    self.completions.call(env, None, || {
       let resource = match options::resources(&read(&resource)?)
         .map_err(invalid_arg)?
         .as_slice()
@@ -248,16 +215,16 @@ impl LockCore {
         }
       };
       let engine = self.engine.clone();
-      Ok(async move { Ok(engine.inspect(&resource).await?.mirror()) })
+      Ok(async move { engine.inspect(&resource).await.map(Mirror::mirror).into() })
     })
   }
 
   /// Pings every node.
   #[napi]
   pub fn health<'env>(&self, env: &'env Env) -> Result<PromiseRaw<'env, HealthReport>> {
-    self.completions.call(env, || {
+    self.completions.call(env, None, || {
       let engine = self.engine.clone();
-      Ok(async move { Ok(engine.health().await?.mirror()) })
+      Ok(async move { engine.health().await.map(Mirror::mirror).into() })
     })
   }
 
@@ -265,11 +232,11 @@ impl LockCore {
   /// and connections closed.
   #[napi(ts_return_type = "Promise<void>")]
   pub fn close<'env>(&self, env: &'env Env) -> Result<PromiseRaw<'env, ()>> {
-    self.completions.call(env, || {
+    self.completions.call(env, None, || {
       let closing = self.engine.close();
       Ok(async move {
         closing.await;
-        Ok(())
+        Ok(()).into()
       })
     })
   }

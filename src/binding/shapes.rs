@@ -1,9 +1,9 @@
 //! The JavaScript types of everything a call gives back. The engine's shapes
 //! (see `engine::shape`) are expanded here a second time, as
 //! `#[napi(object)]` structs and string enums that napi-rs generates into
-//! `binding.d.ts`, each with a conversion from the engine's own type; the
-//! results of acquire, extend and release add the attempts and, for a call
-//! that asks, the per-node votes.
+//! `binding.d.ts`, each with a conversion from the engine's own type; a
+//! `Decision` tells a caller that asks what decided its acquire, extend or
+//! release.
 //!
 //! Reports read `null` for what they do not know, as `index.d.ts` promises;
 //! a resolved node leaves out what it does not have.
@@ -149,29 +149,10 @@ report_shapes!(nullable);
 error_shapes!(nullable);
 node_shapes!(optional);
 
-/// What an acquire decided: the lock, when a majority granted it in time;
-/// the attempts it made; with `detail`, each node's vote in the last one.
+/// What decided a call, for a caller that asks: the attempts it made and
+/// each node's vote in the last one.
 #[napi(object, object_from_js = false)]
-pub struct Acquisition {
-  pub lock: Option<Acquired>,
+pub struct Decision {
   pub attempts: u32,
-  pub votes: Option<Vec<NodeVote>>,
-}
-
-/// What an extend decided: the new validity, when a majority extended the
-/// lease in time; with `detail`, each node's vote.
-#[napi(object, object_from_js = false)]
-pub struct Extension {
-  pub validity: Option<Validity>,
-  pub attempts: u32,
-  pub votes: Option<Vec<NodeVote>>,
-}
-
-/// What a release decided: whether a majority still held the lock; with
-/// `detail`, each node's vote.
-#[napi(object, object_from_js = false)]
-pub struct Release {
-  pub released: bool,
-  pub attempts: u32,
-  pub votes: Option<Vec<NodeVote>>,
+  pub votes: Vec<NodeVote>,
 }

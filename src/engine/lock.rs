@@ -41,14 +41,19 @@ macro_rules! call_shapes {
     $expand! {
       in crate::engine::lock;
 
-      #[doc = "A lock this instance acquired."]
+      #[doc = "A lock this instance acquired: what its handle holds."]
       #[derive(Clone, Debug, PartialEq)]
       pub struct Acquired {
         #[doc = "The registry id the caller passes back to extend and release."]
         pub id: u64,
         #[doc = "This owner's random token; the stored value adds the metadata to it."]
         pub value: String,
-        pub validity: Validity,
+        #[doc = "The guaranteed time in ms, as in `Validity`."]
+        pub validity_ms: u32,
+        #[doc = "Epoch ms at which the guaranteed time ends."]
+        pub expires_at: f64,
+        #[doc = "How many attempts the acquire made."]
+        pub attempts: u32,
         #[doc = "With fencing: larger than the token of every earlier holder of each resource."]
         pub fencing_token: Option<u64>,
       }
@@ -424,10 +429,13 @@ impl Inner {
           if options.auto_extend {
             Inner::watch(self, id, validity_ms);
           }
+          let validity = Validity::from_now(validity_ms);
           return Ok(Some(Acquired {
             id,
             value: token,
-            validity: Validity::from_now(validity_ms),
+            validity_ms: validity.ms,
+            expires_at: validity.expires_at,
+            attempts: decided.attempts,
             fencing_token,
           }));
         }
