@@ -146,6 +146,8 @@ export interface NodeHealth {
   latencyMs: number | null
   /** The node's run id, which changes with every restart. */
   runId: string | null
+  /** The Redis version it runs (`redis_version` of `INFO server`). */
+  version: string | null
   /** How long the node has run under that run id, in ms. */
   uptimeMs: number | null
   /** Whether it keeps every write on disk before replying; `null` when it does not say. */

@@ -70,6 +70,8 @@ macro_rules! report_shapes {
         pub latency_ms: Option<f64>,
         #[doc = "The node's run id, which changes with every restart."]
         pub run_id: Option<String>,
+        #[doc = "The Redis version it runs (`redis_version` of `INFO server`)."]
+        pub version: Option<String>,
         #[doc = "How long the node has run under that run id, in ms."]
         pub uptime_ms: Option<f64>,
         #[doc = "Whether it keeps every write on disk before replying; `null` when it does not say."]
@@ -246,6 +248,7 @@ impl Engine {
           answers: error.is_none(),
           latency_ms: error.is_none().then_some(elapsed.as_secs_f64() * 1000.0),
           run_id: status.run_id,
+          version: status.version,
           uptime_ms: status
             .started
             .map(|started| now.saturating_duration_since(started).as_millis() as f64),
