@@ -36,7 +36,7 @@
 //! the script and sending the command again instead would put it behind
 //! commands issued after it.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::time::{Duration, Instant};
 
@@ -49,7 +49,7 @@ use tokio::task::AbortHandle;
 // 1.8: an upgrade of the crate must check that it is still there.
 use tokio_util::codec::Decoder;
 
-use super::credentials::{Credentials, Issued};
+use super::credentials::{self, Credentials, Issued};
 use super::node::NodeConfig;
 use super::scripts::Request;
 use super::tracker::Tracker;
@@ -400,11 +400,19 @@ impl Shared {
   async fn serve(self: &Arc<Self>, generation: u64) -> (String, Then) {
     let mut codec = ValueCodec::default();
     let mut buffer = BytesMut::with_capacity(READ_CHUNK);
-    let opened =
-      tokio::time::timeout(self.connect_timeout, self.open(&mut codec, &mut buffer)).await;
+    let asking = AtomicBool::new(false);
+    let opened = tokio::time::timeout(
+      self.connect_timeout,
+      self.open(&mut codec, &mut buffer, &asking),
+    )
+    .await;
     let (stream, issued) = match opened {
       Ok(Ok(opened)) => opened,
       Ok(Err(error)) => return (error, Then::Backoff),
+      // The provider's call has the same bound, and may not have told yet.
+      Err(_) if asking.load(Ordering::Relaxed) => {
+        return (credentials::no_answer(self.connect_timeout), Then::Backoff)
+      }
       Err(_) => {
         let ms = self.connect_timeout.as_millis();
         return (format!("connect timed out after {ms} ms"), Then::Backoff);
@@ -430,10 +438,17 @@ impl Shared {
     &self,
     codec: &mut ValueCodec,
     buffer: &mut BytesMut,
+    asking: &AtomicBool,
   ) -> Result<(Stream, Option<Arc<Issued>>), String> {
     let tls = self.tls()?;
+    let credentials = async {
+      asking.store(true, Ordering::Relaxed);
+      let credentials = self.credentials().await;
+      asking.store(false, Ordering::Relaxed);
+      credentials
+    };
     let (mut stream, (settings, issued)) =
-      tokio::try_join!(socket::open(&self.node, tls), self.credentials())?;
+      tokio::try_join!(socket::open(&self.node, tls), credentials)?;
     let learnt = handshake(stream.as_dyn(), &settings, issued.is_some(), codec, buffer).await?;
     self.record(learnt);
     Ok((stream, issued))

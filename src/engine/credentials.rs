@@ -208,15 +208,7 @@ impl Source {
         .redact(&reason);
         return Err(format!("credentials provider failed: {reason}").into());
       }
-      Err(_) => {
-        return Err(
-          format!(
-            "credentials provider failed: no answer within {} ms (connect_timeout_ms)",
-            self.timeout.as_millis()
-          )
-          .into(),
-        )
-      }
+      Err(_) => return Err(no_answer(self.timeout).into()),
     };
     let renew_at = credentials
       .expires_at
@@ -252,6 +244,15 @@ impl Drop for Source {
       renewal.abort();
     }
   }
+}
+
+/// Why a connection has no credentials when the provider did not answer
+/// within `timeout`.
+pub fn no_answer(timeout: Duration) -> String {
+  format!(
+    "credentials provider failed: no answer within {} ms (connect_timeout_ms)",
+    timeout.as_millis()
+  )
 }
 
 /// Fetches the credentials again at `at`, and after a failed call with the
