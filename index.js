@@ -3,7 +3,7 @@
 // The public facade over the native binding: promises, handles and argument
 // checks that need JavaScript identity. The native side knows request ids only.
 
-const { LockCore, resolveNodes } = require('./native.js')
+const { LockCore, resolveNodes: resolveNativeNodes } = require('./native.js')
 
 // Layout of the flat result array the native side delivers (see
 // src/binding/completion.rs): id, kind, five numbers, one value. An acquire's
@@ -121,6 +121,52 @@ function withAutoExtend(options) {
   return { ...rest, auto_extend: true }
 }
 
+// Credentials providers: a function cannot cross as an option, so the lock's
+// `credentials` and each node object's are taken out of the options and
+// handed to the native side apart, by node index.
+
+/** `provider` as the native side calls it: a promise that always resolves, to `{ value }` or to why it failed. */
+function settledProvider(provider) {
+  return () =>
+    Promise.resolve()
+      .then(provider)
+      .then(
+        (value) => ({ value }),
+        (error) => (error instanceof Error ? { error: String(error.message) } : { thrown: error === null ? 'null' : typeof error }),
+      )
+}
+
+/** `options` without its credentials functions, and those functions: the lock's, and each `redis_nodes` entry's by index. */
+function takeCredentials(options) {
+  const taken = { options, lock: undefined, nodes: [] }
+  if (options === null || typeof options !== 'object') return taken
+  const rest = { ...options }
+  if (typeof rest.credentials === 'function') {
+    taken.lock = rest.credentials
+    delete rest.credentials
+  }
+  for (const key of ['redis_nodes', 'redisNodes']) {
+    if (!Array.isArray(rest[key])) continue
+    rest[key] = rest[key].map((node, i) => {
+      if (node === null || typeof node !== 'object' || typeof node.credentials !== 'function') return node
+      const { credentials, ...plain } = node
+      taken.nodes[i] = credentials
+      return plain
+    })
+  }
+  taken.options = rest
+  return taken
+}
+
+/** The nodes a lock with `options` would use; a node with a credentials provider carries it as `credentials`. */
+function resolveNodes(options) {
+  const { options: plain, lock, nodes } = takeCredentials(options)
+  return resolveNativeNodes(plain).map((node, i) => {
+    const provider = nodes[i] ?? lock
+    return provider === undefined ? node : { ...node, credentials: () => Promise.resolve().then(provider) }
+  })
+}
+
 let handleOwner
 let handleId
 let setValidity
@@ -199,7 +245,8 @@ class DistributedLock {
   #closing = null
 
   constructor(options) {
-    this.#core = new LockCore(options, deliver)
+    const { options: plain, lock, nodes } = takeCredentials(options)
+    this.#core = new LockCore(plain, deliver, lock && settledProvider(lock), Array.from(nodes, (node) => node && settledProvider(node)))
   }
 
   acquire(resource, ttlMs, options) {
