@@ -282,4 +282,26 @@ describe('rotating credentials', () => {
       for (const node of health.nodes) assert.doesNotMatch(String(node.lastError), /WRONGPASS|authentication|credentials provider/, JSON.stringify(node))
     }
   })
+
+  test("a release published while the waiter's subscription was down (killed at a revocation) wakes it once the subscription is back", async () => {
+    const service = new TokenService(t, () => OBJECT_ID, 60_000, 120_000)
+    await service.start()
+    const credentials = entraId(new FakeTokenCredential(service), { objectId: OBJECT_ID })
+    const holder = t.newLock({ credentials })
+    const waiter = t.newLock({ credentials, retry_delay_ms: 10_000, retry_jitter_ms: 0 })
+    const lease = await holder.acquire('rotating-gap', 20_000)
+    assert.ok(lease)
+    const waiting = waiter.acquire('rotating-gap', 5_000, { wait_ms: 60_000 })
+    await waitFor('the waiter to subscribe', async () => (await subscribers(t, 'redlock:rotating-gap')).every((n) => n === 1))
+    for (const node of t.cluster.nodes) await node.redis().call('CLIENT', 'KILL', 'TYPE', 'pubsub')
+    // Published to nobody: the waiter's subscriptions are gone, and back only after their backoff.
+    const released = Date.now()
+    assert.equal(await holder.release(lease), true)
+    assert.deepEqual(await subscribers(t, 'redlock:rotating-gap'), [0, 0, 0], 'released while no subscription was there')
+    const next = await waiting
+    const handover = Date.now() - released
+    await service.stop()
+    assert.ok(next, 'the waiter got the lock')
+    assert.ok(handover < 3_000, `the waiter got the lock ${handover} ms after the release, not at the end of the 20 s lease it last saw`)
+  })
 })
