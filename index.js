@@ -121,9 +121,12 @@ function withAutoExtend(options) {
   return { ...rest, auto_extend: true }
 }
 
-// Credentials providers: a function cannot cross as an option, so the lock's
-// `credentials` and each node object's are taken out of the options and
-// handed to the native side apart, by node index.
+// Credentials providers: the native side reads the options as plain values,
+// so the lock's `credentials` function and each node object's are handed to
+// it apart, the nodes' by index, each wrapped to return a promise.
+
+/** The most nodes a lock takes: a longer list is refused from its length, unread. */
+const MAX_NODES = 15
 
 /** `provider` as the native side calls it: a promise that always resolves, to `{ value }` or to why it failed. */
 function settledProvider(provider) {
@@ -136,32 +139,25 @@ function settledProvider(provider) {
       )
 }
 
-/** `options` without its credentials functions, and those functions: the lock's, and each `redis_nodes` entry's by index. */
-function takeCredentials(options) {
-  const taken = { options, lock: undefined, nodes: [] }
-  if (options === null || typeof options !== 'object') return taken
-  const rest = { ...options }
-  if (typeof rest.credentials === 'function') {
-    taken.lock = rest.credentials
-    delete rest.credentials
+/** The credentials functions of `options`: the lock's, and those of the `redis_nodes` entries by index. */
+function providersOf(options) {
+  const found = { lock: undefined, nodes: [] }
+  if (options === null || typeof options !== 'object') return found
+  if (typeof options.credentials === 'function') found.lock = options.credentials
+  for (const nodes of [options.redis_nodes, options.redisNodes]) {
+    if (!Array.isArray(nodes) || nodes.length > MAX_NODES) continue
+    for (let i = 0; i < nodes.length; i++) {
+      const node = nodes[i]
+      if (node !== null && typeof node === 'object' && typeof node.credentials === 'function') found.nodes[i] = node.credentials
+    }
   }
-  for (const key of ['redis_nodes', 'redisNodes']) {
-    if (!Array.isArray(rest[key])) continue
-    rest[key] = rest[key].map((node, i) => {
-      if (node === null || typeof node !== 'object' || typeof node.credentials !== 'function') return node
-      const { credentials, ...plain } = node
-      taken.nodes[i] = credentials
-      return plain
-    })
-  }
-  taken.options = rest
-  return taken
+  return found
 }
 
 /** The nodes a lock with `options` would use; a node with a credentials provider carries it as `credentials`. */
 function resolveNodes(options) {
-  const { options: plain, lock, nodes } = takeCredentials(options)
-  return resolveNativeNodes(plain).map((node, i) => {
+  const { lock, nodes } = providersOf(options)
+  return resolveNativeNodes(options).map((node, i) => {
     const provider = nodes[i] ?? lock
     return provider === undefined ? node : { ...node, credentials: () => Promise.resolve().then(provider) }
   })
@@ -245,8 +241,8 @@ class DistributedLock {
   #closing = null
 
   constructor(options) {
-    const { options: plain, lock, nodes } = takeCredentials(options)
-    this.#core = new LockCore(plain, deliver, lock && settledProvider(lock), Array.from(nodes, (node) => node && settledProvider(node)))
+    const { lock, nodes } = providersOf(options)
+    this.#core = new LockCore(options, deliver, lock && settledProvider(lock), Array.from(nodes, (node) => node && settledProvider(node)))
   }
 
   acquire(resource, ttlMs, options) {

@@ -1,8 +1,8 @@
 //! Credentials providers from JavaScript: each function becomes an engine
 //! `CredentialsProvider` that calls it on the JavaScript thread through a
 //! threadsafe function (unreferenced, so it never keeps the process alive)
-//! and reads what it settled to. The facade hands the functions over apart
-//! from the options, each wrapped so that it returns a promise that always
+//! and reads what it settled to. The facade hands the functions over beside
+//! the options, each wrapped so that it returns a promise that always
 //! resolves: to `{ value }` (what the function returned or resolved to),
 //! `{ error }` (the message of the error it threw or rejected with) or
 //! `{ thrown }` (the type of anything else it threw).
@@ -169,13 +169,17 @@ fn credentials(value: &Raw) -> Result<Credentials, String> {
   })
 }
 
-/// Why `value`, given where a credentials function goes, is not one: the
-/// facade takes every function out of the options before they are parsed.
-pub fn not_a_provider(value: &Raw) -> String {
-  format!(
-    "must be a function returning {SHAPE} (or a promise of it), got {}",
-    kind(value)
-  )
+/// Whether `value`, where the options hold a credentials provider, is a
+/// function: the facade hands each over apart, and `attach` takes it from
+/// there.
+pub fn check_provider(value: &Raw) -> Result<(), String> {
+  match value {
+    Raw::Other("function") => Ok(()),
+    other => Err(format!(
+      "must be a function returning {SHAPE} (or a promise of it), got {}",
+      kind(other)
+    )),
+  }
 }
 
 /// A JavaScript `typeof` (or `null`) as a message says it.
@@ -327,9 +331,16 @@ mod tests {
   }
 
   #[test]
-  fn a_credentials_key_the_facade_left_in_place_is_no_function() {
+  fn the_options_hold_a_function_where_a_provider_goes_or_nothing() {
     use crate::binding::options::lock_config;
     let no_env = |_: &str| None;
+    let function = Raw::Other("function");
+    let node = obj(&[("host", s("h")), ("credentials", function.clone())]);
+    let given = obj(&[
+      ("credentials", function),
+      ("redis_nodes", Raw::Array(vec![node])),
+    ]);
+    assert!(lock_config(&given, &no_env).is_ok());
     let error = lock_config(&obj(&[("credentials", s(KEY))]), &no_env).unwrap_err();
     assert_eq!(
       error,

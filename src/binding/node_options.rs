@@ -381,8 +381,8 @@ fn node(raw: &Raw) -> Result<NodeConfig, String> {
     }
   };
   if let Some(value) = fields.get("credentials") {
-    let problem = super::credentials::not_a_provider(value);
-    return Err(format!("node key 'credentials' {problem}"));
+    super::credentials::check_provider(value)
+      .map_err(|problem| format!("node key 'credentials' {problem}"))?;
   }
   let host = text("host")?.ok_or("a node object needs a 'host'")?;
   let port = integer("port", 1, 65_535)?.unwrap_or(u64::from(DEFAULT_PORT));

@@ -112,7 +112,7 @@ pub fn lock_config(raw: &Raw, env: EnvLookup) -> Result<LockConfig, String> {
     config.max_ttl_ms = Some(ttl(key, value)?);
   }
   if let Some((key, value)) = options.get("credentials") {
-    return Err(invalid(key, super::credentials::not_a_provider(value)));
+    super::credentials::check_provider(value).map_err(|problem| invalid(key, problem))?;
   }
   config.validate()?;
   Ok(config)

@@ -22,14 +22,13 @@
 //! node) is dropped, so commands cannot pile up behind it.
 //!
 //! Every connection first authenticates, loads the scripts and learns the
-//! node's run id, uptime and persistence. The credentials are the node's
-//! own, or its provider's, asked for each connection attempt: when the
-//! provider's credentials change (ahead of their expiry), each open
-//! connection authenticates again in place, with one `AUTH` issued in order
-//! behind the commands before it, so no command is lost or reordered. It
-//! also learns the node's run id, uptime and persistence, so that a node that restarted
+//! node's run id, uptime and persistence, so that a node that restarted
 //! without its data (and may have forgotten the locks it granted) can be
-//! kept out of the quorum for a while. A node that answers `NOSCRIPT` later
+//! kept out of the quorum for a while. The credentials are the node's own,
+//! or its provider's, asked for each connection attempt while the socket
+//! opens; when the provider's change (ahead of their expiry), each open
+//! connection authenticates again in place, with one `AUTH` issued behind
+//! the commands before it, so that no command is lost or reordered. A node that answers `NOSCRIPT` later
 //! has lost its scripts, most likely in a restart behind a proxy or a
 //! failover: that command counts as a failed vote and the connection is
 //! opened again, which loads the scripts and learns the node anew. Loading

@@ -76,8 +76,6 @@ pub struct Issued {
   pub credentials: Credentials,
   /// The number of the call, counted from 1: later calls, larger numbers.
   pub version: u64,
-  /// When to fetch them again, if they expire.
-  pub renew_at: Option<Instant>,
 }
 
 /// What a call settles to, for everyone who waits for it.
@@ -159,23 +157,22 @@ impl CredentialSource {
     self.inner.latest.subscribe()
   }
 
-  /// How many calls the provider has had.
-  pub fn calls(&self) -> u64 {
-    self.inner.state().calls
-  }
-
   /// `text` without the passwords handed out last.
   pub fn redact(&self, text: &str) -> String {
-    let state = self.inner.state();
-    state.secrets.iter().fold(text.to_string(), |text, secret| {
-      text.replace(secret.as_str(), "<redacted>")
-    })
+    self.inner.redact(text)
   }
 }
 
 impl Source {
   fn state(&self) -> MutexGuard<'_, State> {
     self.state.lock().unwrap_or_else(|e| e.into_inner())
+  }
+
+  fn redact(&self, text: &str) -> String {
+    let state = self.state();
+    state.secrets.iter().fold(text.to_string(), |text, secret| {
+      text.replace(secret.as_str(), "<redacted>")
+    })
   }
 
   /// The call under way, or a new one.
@@ -202,10 +199,7 @@ impl Source {
     let credentials = match tokio::time::timeout(self.timeout, self.provider.fetch()).await {
       Ok(Ok(credentials)) => credentials,
       Ok(Err(reason)) => {
-        let reason = CredentialSource {
-          inner: self.clone(),
-        }
-        .redact(&reason);
+        let reason = self.redact(&reason);
         return Err(format!("credentials provider failed: {reason}").into());
       }
       Err(_) => return Err(no_answer(self.timeout).into()),
@@ -230,7 +224,6 @@ impl Source {
       Arc::new(Issued {
         credentials,
         version: state.calls,
-        renew_at,
       })
     };
     self.latest.send_replace(Some(issued.clone()));
@@ -371,12 +364,11 @@ mod tests {
       let issued = issued.unwrap();
       assert_eq!(issued.version, 1);
       assert_eq!(issued.credentials.password, "secret-1");
-      assert_eq!(issued.renew_at, None);
     }
     assert_eq!(calls.load(Ordering::SeqCst), 1);
     // A connection that opens later asks again.
     let later = source.fetch().await.unwrap();
-    assert_eq!((later.version, source.calls()), (2, 2));
+    assert_eq!((later.version, calls.load(Ordering::SeqCst)), (2, 2));
     assert_eq!(
       source.updates().borrow().as_ref().map(|i| i.version),
       Some(2)
