@@ -13,9 +13,11 @@ export declare const __napiBindingTarget: 'native' | 'wasm32-wasi' | 'wasm32-was
 export declare class LockCore {
   /**
    * Parses `options` (environment defaults included); `deliver` receives
-   * finished calls in batches.
+   * finished calls in batches. `provider` is the lock's credentials
+   * function and `nodeProviders` those of the `redis_nodes` entries, by
+   * index, each wrapped by the facade.
    */
-  constructor(options: unknown, deliver: (batch: unknown[]) => void)
+  constructor(options: unknown, deliver: (batch: unknown[]) => void, provider?: () => Promise<unknown>, nodeProviders?: Array<(() => Promise<unknown>) | undefined>)
   /** With `cancellable`, `abort(request)` ends the call's waits. */
   acquire(request: number, resource: unknown, ttlMs: unknown, options: unknown, cancellable: boolean): void
   /**

@@ -6,6 +6,7 @@
 //! knows request ids.
 
 mod completion;
+mod credentials;
 mod errors;
 mod node_options;
 mod options;
@@ -90,14 +91,23 @@ pub struct LockCore {
 #[napi]
 impl LockCore {
   /// Parses `options` (environment defaults included); `deliver` receives
-  /// finished calls in batches.
+  /// finished calls in batches. `provider` is the lock's credentials
+  /// function and `nodeProviders` those of the `redis_nodes` entries, by
+  /// index, each wrapped by the facade.
   #[napi(
     constructor,
-    ts_args_type = "options: unknown, deliver: (batch: unknown[]) => void"
+    ts_args_type = "options: unknown, deliver: (batch: unknown[]) => void, provider?: () => Promise<unknown>, nodeProviders?: Array<(() => Promise<unknown>) | undefined>"
   )]
-  pub fn new(options: Raw, deliver: Function<Batch, Unknown<'static>>) -> Result<Self> {
+  pub fn new(
+    options: Raw,
+    deliver: Function<Batch, Unknown<'static>>,
+    provider: Option<credentials::ProviderFunction>,
+    node_providers: Option<Vec<Option<credentials::ProviderFunction>>>,
+  ) -> Result<Self> {
     let lookup = |name: &str| std::env::var(name).ok();
-    let config = options::lock_config(&options, &lookup).map_err(invalid_arg)?;
+    let mut config = options::lock_config(&options, &lookup).map_err(invalid_arg)?;
+    credentials::attach(&mut config, provider, node_providers.unwrap_or_default())
+      .map_err(|e| invalid_arg(e.reason.clone()))?;
     let completions = Completions::new(deliver).map_err(|e| invalid_arg(e.reason.clone()))?;
     let events = completions.clone();
     let on_lost = Box::new(move |lock| events.event(Outcome::Lost(lock)));

@@ -9,6 +9,8 @@ use std::fmt;
 
 use redis::{ConnectionAddr, ConnectionInfo, IntoConnectionInfo, RedisConnectionInfo};
 
+use super::credentials::CredentialSource;
+
 pub const DEFAULT_PORT: u16 = 6379;
 
 #[derive(Clone, PartialEq, Eq)]
@@ -19,6 +21,10 @@ pub struct NodeConfig {
   pub password: Option<String>,
   pub db: u32,
   pub tls: bool,
+  /// Where the user name and password of each connection come from, when
+  /// they change: they then replace `username` (if it gives one) and
+  /// `password`.
+  pub credentials: Option<CredentialSource>,
 }
 
 impl fmt::Debug for NodeConfig {
@@ -30,6 +36,7 @@ impl fmt::Debug for NodeConfig {
       .field("password", &self.password.as_ref().map(|_| "<redacted>"))
       .field("db", &self.db)
       .field("tls", &self.tls)
+      .field("credentials", &self.credentials)
       .finish()
   }
 }
@@ -52,6 +59,7 @@ impl NodeConfig {
       password: None,
       db: 0,
       tls: false,
+      credentials: None,
     })
   }
 
@@ -131,12 +139,17 @@ impl NodeConfig {
     Ok(addr.into_connection_info()?.set_redis_settings(redis))
   }
 
-  /// Replaces this node's password, if any, wherever it occurs in `text`: a
+  /// Replaces this node's password, if any, and the passwords its
+  /// credentials provider handed out last, wherever they occur in `text`: a
   /// last guard for messages that come from elsewhere (a server, a socket).
   pub fn redact(&self, text: &str) -> String {
-    match &self.password {
+    let text = match &self.password {
       Some(password) if !password.is_empty() => text.replace(password.as_str(), "<redacted>"),
       _ => text.to_string(),
+    };
+    match &self.credentials {
+      Some(source) => source.redact(&text),
+      None => text,
     }
   }
 }
