@@ -179,10 +179,13 @@ export const SCENARIOS: Scenario[] = [
     waiting: true,
     async nemesis(nodes, faults, until) {
       // Restarted at once or after the longest TTL: the subscriptions to it
-      // are refused, then opened again; a node back early is quarantined.
+      // are refused, then opened again. A node back early is quarantined
+      // for the longest TTL and up to a second more (the lock reads its
+      // uptime in whole seconds), so the next kill waits that out: a node
+      // killed sooner would make a majority that does not count.
       while (Date.now() < until - 2 * TTL_MS) {
         await Promise.all(pick(nodes, minority(nodes.length)).map((node) => restart(node, Math.random() * (TTL_MS + 300), faults)))
-        await sleep(300 + Math.random() * 500)
+        await sleep(TTL_MS + 1_100 + Math.random() * 300)
       }
     },
   },
