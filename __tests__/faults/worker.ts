@@ -77,7 +77,7 @@ interface Instance {
   close: () => Promise<void>
 }
 
-/** A close() or a call still pending this long is reported as such, and the worker goes on. */
+/** A close() still pending this long is reported as such, and the worker goes on. */
 const GIVE_UP_CLOSE_MS = 5_000
 
 function newInstance(): Instance {
@@ -112,7 +112,8 @@ function newInstance(): Instance {
   return instance
 }
 
-let current = newInstance()
+/** The lock the loops take their next locks with; renewing replaces it. */
+let current: Instance
 let handles = 0
 /** Acquire calls not settled yet, reported as pending if the worker gives up on them. */
 const pending = new Set<Extract<WorkerLine, { kind: 'call' }>>()
@@ -212,17 +213,18 @@ async function acquire(instance: Instance, resource: string): Promise<LockHandle
   pending.add(call)
   const called = now()
   call.called = String(called)
+  let handle: LockHandle | null
   try {
-    const handle = await instance.lock.acquire(resource, config.ttlMs, options)
-    settle(handle === null ? 'null' : 'acquired')
-    if (handle !== null) await hold(instance, handle, called)
-    return handle
+    handle = await instance.lock.acquire(resource, config.ttlMs, options)
   } catch (error) {
     const e = error as LockError
     settle(e.code)
     emit({ kind: 'error', code: e.code, message: e.message })
     throw e
   }
+  settle(handle === null ? 'null' : 'acquired')
+  if (handle !== null) await hold(instance, handle, called)
+  return handle
 }
 
 async function loop(): Promise<void> {
@@ -271,6 +273,7 @@ function loopsGiveUpMs(): number {
 }
 
 async function worker(): Promise<void> {
+  current = newInstance()
   const lag = monitorEventLoopDelay({ resolution: 10 })
   lag.enable()
   const renewals: Promise<void>[] = []
