@@ -23,9 +23,11 @@ export declare class Cancel {
 export declare class LockCore {
   /**
    * Parses `options` (environment defaults included); `onLost` is told the
-   * ids of auto-extended locks whose leases the watchdog lost.
+   * ids of auto-extended locks whose leases the watchdog lost. `provider`
+   * is the lock's credentials function and `nodeProviders` those of the
+   * `redis_nodes` entries, by index, each wrapped by the facade.
    */
-  constructor(options: unknown, onLost: (locks: bigint[]) => void)
+  constructor(options: unknown, onLost: (locks: bigint[]) => void, provider?: () => Promise<unknown>, nodeProviders?: Array<(() => Promise<unknown>) | undefined>)
   /**
    * Acquires `resource` (one name or a list) for `ttlMs`: the lock, or
    * `null` when another owner holds it. A `cancel` switch makes the call

@@ -58,7 +58,38 @@ export interface RedisNodeOptions {
   tls?: boolean
   /** Alias of `tls`. */
   ssl?: boolean
+  /** This node's {@link CredentialsProvider}, in place of the lock's `credentials`. */
+  credentials?: CredentialsProvider
 }
+
+/** What a {@link CredentialsProvider} returns. */
+export interface RedisCredentials {
+  /** The ACL user; the node's own `username`, if any, when absent. */
+  username?: string
+  /** The password or token. Never shown in a message, a log line or `health()`. */
+  password: string
+  /**
+   * When the password stops working, in epoch ms (as `Date.now()` counts).
+   * The lock asks for credentials again ahead of it and authenticates every
+   * open connection again in place; without it, only new connections ask.
+   */
+  expiresAt?: number
+}
+
+/**
+ * Where rotating credentials come from (a token of Microsoft Entra ID, a
+ * secret store): called, on the JavaScript thread, before the first `AUTH`
+ * of every connection (a reconnection too), and again ahead of
+ * `expiresAt`: at the earlier of 5 minutes before it and three quarters of
+ * the way from the call to it, at least a second after the call. Calls are
+ * coalesced: one serves every connection that needs credentials while it
+ * runs. A call that throws, rejects, returns something else than
+ * {@link RedisCredentials} or does not settle within `connect_timeout_ms`
+ * costs its node's vote (`nodeErrors`: "credentials provider failed: ...",
+ * its error message shown, never what it returned) and is retried with
+ * the reconnection backoff. `redis-quorum-lock/azure` has `entraId()`.
+ */
+export type CredentialsProvider = () => RedisCredentials | Promise<RedisCredentials>
 
 /**
  * Options of a {@link DistributedLock}. Every key is also accepted in
@@ -142,6 +173,13 @@ export interface DistributedLockOptions {
   max_ttl_ms?: number
   /** camelCase spelling of {@link DistributedLockOptions.max_ttl_ms}. */
   maxTtlMs?: number
+  /**
+   * The user name and password of every node without `credentials` of its
+   * own, from a {@link CredentialsProvider}; they replace the node's
+   * `password` (and its `username`, when the provider gives one). Same in
+   * both spellings.
+   */
+  credentials?: CredentialsProvider
 }
 
 /** Per-call options of {@link DistributedLock.acquire}; each overrides the lock's own. */
@@ -351,7 +389,10 @@ export declare class DistributedLock {
 }
 
 /** A node as {@link resolveNodes} returns it. */
-export type ResolvedNode = NodeConfig
+export interface ResolvedNode extends NodeConfig {
+  /** The node's {@link CredentialsProvider} (its own or the lock's), as a function that always returns a promise. */
+  credentials?: () => Promise<RedisCredentials>
+}
 
 /**
  * The nodes a {@link DistributedLock} built with `options` would use, read

@@ -5,7 +5,7 @@
 // Every call of the binding returns a promise of a typed result (see
 // binding.d.ts); this file turns an acquired lock into a handle.
 
-const { Cancel, LockCore, resolveNodes } = require('./native.js')
+const { Cancel, LockCore, resolveNodes: resolveNativeNodes } = require('./native.js')
 
 /** Auto-extended handles by lock id (unique in the process), for the watchdog's lost-lease events. */
 const watched = new Map()
@@ -51,6 +51,48 @@ function call(start) {
   } catch (error) {
     return Promise.reject(error)
   }
+}
+
+// Credentials providers: the native side reads the options as plain values,
+// so the lock's `credentials` function and each node object's are handed to
+// it apart, the nodes' by index, each wrapped to return a promise.
+
+/** The most nodes a lock takes: a longer list is refused from its length, unread. */
+const MAX_NODES = 15
+
+/** `provider` as the native side calls it: a promise that always resolves, to `{ value }` or to why it failed. */
+function settledProvider(provider) {
+  return () =>
+    Promise.resolve()
+      .then(provider)
+      .then(
+        (value) => ({ value }),
+        (error) => (error instanceof Error ? { error: String(error.message) } : { thrown: error === null ? 'null' : typeof error }),
+      )
+}
+
+/** The credentials functions of `options`: the lock's, and those of the `redis_nodes` entries by index. */
+function providersOf(options) {
+  const found = { lock: undefined, nodes: [] }
+  if (options === null || typeof options !== 'object') return found
+  if (typeof options.credentials === 'function') found.lock = options.credentials
+  for (const nodes of [options.redis_nodes, options.redisNodes]) {
+    if (!Array.isArray(nodes) || nodes.length > MAX_NODES) continue
+    for (let i = 0; i < nodes.length; i++) {
+      const node = nodes[i]
+      if (node !== null && typeof node === 'object' && typeof node.credentials === 'function') found.nodes[i] = node.credentials
+    }
+  }
+  return found
+}
+
+/** The nodes a lock with `options` would use; a node with a credentials provider carries it as `credentials`. */
+function resolveNodes(options) {
+  const { lock, nodes } = providersOf(options)
+  return resolveNativeNodes(options).map((node, i) => {
+    const provider = nodes[i] ?? lock
+    return provider === undefined ? node : { ...node, credentials: () => Promise.resolve().then(provider) }
+  })
 }
 
 let handleOwner
@@ -162,7 +204,8 @@ class DistributedLock {
   }
 
   constructor(options) {
-    this.#core = new LockCore(options, lost)
+    const { lock, nodes } = providersOf(options)
+    this.#core = new LockCore(options, lost, lock && settledProvider(lock), Array.from(nodes, (node) => node && settledProvider(node)))
   }
 
   acquire(resource, ttlMs, options) {

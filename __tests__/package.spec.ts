@@ -120,7 +120,7 @@ describe('the packed package, installed as a user installs it', () => {
   test('the main package holds the facade, its loaders, the types, README and LICENSE, and no binary or source', () => {
     assert.deepEqual(
       entries(mainTarball),
-      ['LICENSE', 'README.md', 'binding.d.ts', 'binding.js', 'index.d.mts', 'index.d.ts', 'index.js', 'index.mjs', 'native.js', 'package.json', 'redlock.d.mts', 'redlock.d.ts', 'redlock.js', 'redlock.mjs'].map((file) => `package/${file}`),
+      ['LICENSE', 'README.md', 'azure.d.mts', 'azure.d.ts', 'azure.js', 'azure.mjs', 'binding.d.ts', 'binding.js', 'index.d.mts', 'index.d.ts', 'index.js', 'index.mjs', 'native.js', 'package.json', 'redlock.d.mts', 'redlock.d.ts', 'redlock.js', 'redlock.mjs'].map((file) => `package/${file}`),
     )
   })
 
@@ -199,6 +199,42 @@ console.log(JSON.stringify({
     assert.equal(seen.entry, path.join(project, 'node_modules', NAME, 'redlock.js'))
     assert.equal(seen.same, true)
     assert.deepEqual(seen.kinds, ['function', 'function', 'function'])
+  })
+
+  test('the azure subpath loads from the installed package through require() and import, without @azure/identity, and type-checks as the README uses it', () => {
+    writeFileSync(
+      path.join(project, 'azure.mjs'),
+      `import { createRequire } from 'node:module'
+import { entraId } from '${NAME}/azure'
+const require = createRequire(import.meta.url)
+console.log(JSON.stringify({
+  entry: require.resolve('${NAME}/azure'),
+  same: entraId === require('${NAME}/azure').entraId,
+  kind: typeof entraId,
+}))
+`,
+    )
+    const seen = JSON.parse(ok(node(['azure.mjs']), 'the azure subpath'))
+    assert.equal(seen.entry, path.join(project, 'node_modules', NAME, 'azure.js'))
+    assert.deepEqual([seen.same, seen.kind], [true, 'function'])
+    // @azure/identity's credential as its typings have it, which the user installs.
+    const source = `import { DistributedLock } from '${NAME}'
+import { entraId } from '${NAME}/azure'
+
+interface GetTokenOptions { abortSignal?: AbortSignal; tenantId?: string; claims?: string }
+interface AccessToken { token: string; expiresOnTimestamp: number; refreshAfterTimestamp?: number; tokenType?: 'Bearer' | 'pop' }
+declare class DefaultAzureCredential { getToken(scopes: string | string[], options?: GetTokenOptions): Promise<AccessToken> }
+
+export const lock = new DistributedLock({
+  redis_nodes: ['rediss://cache.redis.cache.windows.net:6380'],
+  credentials: entraId(new DefaultAzureCredential(), { objectId: '00000000-0000-0000-0000-000000000000' }),
+})
+`
+    writeFileSync(path.join(project, 'azure-usage.ts'), source)
+    writeFileSync(path.join(project, 'azure-usage-esm.mts'), source)
+    const base = { target: 'es2022', strict: true, skipLibCheck: false, noEmit: true, typeRoots: [TYPE_ROOTS], types: ['node'] }
+    ok(tsc({ compilerOptions: { ...base, module: 'nodenext' }, files: ['azure-usage.ts', 'azure-usage-esm.mts'] }, 'tsconfig.azure.json'), 'tsc with module nodenext')
+    ok(tsc({ compilerOptions: { ...base, module: 'esnext', moduleResolution: 'bundler' }, files: ['azure-usage.ts'] }, 'tsconfig.azure-bundler.json'), 'tsc with moduleResolution bundler')
   })
 
   test('tsc --strict accepts the quick reference with module nodenext (CommonJS and ESM files) and moduleResolution bundler', () => {

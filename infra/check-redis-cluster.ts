@@ -4,12 +4,17 @@
 // quorum still answers), 2 down (no quorum).
 //
 // Usage: npm run redis:health [-- --json] [-- --prefix redlock:] [-- --timeout-ms 1000]
+//   [-- --credentials ./module.js]
 // Nodes: REDIS_NODES, else REDIS_INSTANCES, else localhost:6379-6381, read
 // exactly as the lock reads them. Passwords are used, never printed.
+// --credentials names a module whose default export is a credentials
+// provider (the lock's `credentials` option, as entraId() makes one).
 
+import path from 'node:path'
+import { pathToFileURL } from 'node:url'
 import { parseArgs } from 'node:util'
 
-import { resolveNodes, type ResolvedNode } from '..'
+import { resolveNodes, type CredentialsProvider, type ResolvedNode } from '..'
 import { RespConnection, type Reply } from './resp'
 
 export interface NodeHealth {
@@ -135,15 +140,26 @@ function report(health: ClusterHealth, prefix: string): string {
   return lines.join('\n')
 }
 
+/** The default export of the module at `file`, which must be a credentials provider. */
+async function provider(file: string): Promise<CredentialsProvider> {
+  const loaded = (await import(pathToFileURL(path.resolve(file)).href)) as { default?: unknown }
+  // A CommonJS module's exports arrive as the default export, once or twice wrapped.
+  let exported = loaded.default
+  if (typeof exported === 'object' && exported !== null && 'default' in exported) exported = exported.default
+  if (typeof exported !== 'function') throw new Error(`--credentials ${file}: the module's default export must be a credentials provider (a function)`)
+  return exported as CredentialsProvider
+}
+
 async function main(): Promise<void> {
   const { values } = parseArgs({
     options: {
       json: { type: 'boolean', default: false },
       prefix: { type: 'string', default: 'redlock:' },
       'timeout-ms': { type: 'string', default: '1000' },
+      credentials: { type: 'string' },
     },
   })
-  const nodes = resolveNodes()
+  const nodes = resolveNodes(values.credentials === undefined ? undefined : { credentials: await provider(values.credentials) })
   const health = await checkCluster(nodes, values.prefix, Number(values['timeout-ms']))
   console.log(values.json ? JSON.stringify(health, null, 2) : report(health, values.prefix))
   process.exitCode = EXIT_CODES[health.verdict]

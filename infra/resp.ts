@@ -42,8 +42,12 @@ export class RespConnection {
       throw error
     })
     const connection = new RespConnection(socket)
-    if (node.password) {
-      const auth = node.username ? ['AUTH', node.username, node.password] : ['AUTH', node.password]
+    const { username, password } = await credentialsOf(node, timeoutMs).catch((error: Error) => {
+      connection.close()
+      throw error
+    })
+    if (password) {
+      const auth = username ? ['AUTH', username, password] : ['AUTH', password]
       const reply = await connection.command(auth, timeoutMs)
       if (reply instanceof Error) {
         connection.close()
@@ -123,6 +127,22 @@ function parse(buffer: Buffer, at: number): { value: Reply; end: number } | null
     default:
       return { value: new Error(`unexpected reply: ${line}`), end: next }
   }
+}
+
+/** The user and password of `node`: its provider's, when it has one, else its own. */
+async function credentialsOf(node: ResolvedNode, timeoutMs: number): Promise<{ username?: string; password?: string }> {
+  if (!node.credentials) return node
+  let given: unknown
+  try {
+    given = await withTimeout(node.credentials(), timeoutMs, 'the credentials provider')
+  } catch (error) {
+    throw new Error(`credentials provider failed: ${error instanceof Error ? error.message : `it threw ${typeof error}`}`)
+  }
+  const { username, password } = (given ?? {}) as { username?: unknown; password?: unknown }
+  if (typeof password !== 'string' || password === '') {
+    throw new Error('credentials provider failed: it returned no password, not { username?, password, expiresAt? }')
+  }
+  return { username: typeof username === 'string' && username !== '' ? username : node.username, password }
 }
 
 /** The CA of `SSL_CERT_FILE`, which the lock's TLS trusts too, added to Node's roots. */

@@ -65,3 +65,76 @@ function byResource(intervals: Interval[]): Map<string, Interval[]> {
   for (const list of map.values()) list.sort((a, b) => (a.start < b.start ? -1 : a.start > b.start ? 1 : 0))
   return map
 }
+
+/** One acquire call as a worker timed it, on the monotonic clock (ns). */
+export interface Call {
+  worker: string
+  /** Its `wait_ms`, when it waited. */
+  waitMs: number | null
+  called: bigint
+  /** `null`: still pending when its worker gave up on it. */
+  settled: bigint | null
+  /** 'acquired', 'null' or the error code it rejected with. */
+  outcome: string
+  /** When its signal was aborted, if before it settled. */
+  aborted?: bigint
+  /** When close() of its lock was called, if before it settled. */
+  closing?: bigint
+}
+
+/** One close() as a worker timed it. */
+export interface Close {
+  worker: string
+  called: bigint
+  /** `null`: still pending when its worker gave up on it. */
+  settled: bigint | null
+}
+
+/** A call or close() that took longer than its bound: by how much (ms), or `null` when it never settled. */
+export interface Late<T> {
+  of: T
+  overMs: number | null
+}
+
+const ms = (from: bigint, to: bigint) => Number(to - from) / 1e6
+
+/** Waiting calls that settled more than `extraMs` after their `wait_ms` ran out, or never. */
+export function waitOverruns(calls: Call[], extraMs: number): Late<Call>[] {
+  return calls
+    .filter((call) => call.waitMs !== null)
+    .map((call) => ({ of: call, overMs: call.settled === null ? null : ms(call.called, call.settled) - call.waitMs! - extraMs }))
+    .filter((late) => late.overMs === null || late.overMs > 0)
+}
+
+/** Calls that never settled, waiting or not. */
+export function neverSettled(calls: Call[]): Call[] {
+  return calls.filter((call) => call.settled === null)
+}
+
+/** Calls aborted before they settled that settled more than `boundMs` after the abort. */
+export function abortLags(calls: Call[], boundMs: number): Late<Call>[] {
+  return calls
+    .filter((call) => call.aborted !== undefined && call.settled !== null)
+    .map((call) => ({ of: call, overMs: ms(call.aborted!, call.settled!) - boundMs }))
+    .filter((late) => late.overMs! > 0)
+}
+
+/** Calls aborted before they settled that did not reject with ABORT_ERR. */
+export function abortsNotRejected(calls: Call[]): Call[] {
+  return calls.filter((call) => call.aborted !== undefined && call.settled !== null && call.outcome !== 'ABORT_ERR')
+}
+
+/** Calls in flight when their lock's close() was called that settled more than `boundMs` after it. */
+export function closingLags(calls: Call[], boundMs: number): Late<Call>[] {
+  return calls
+    .filter((call) => call.closing !== undefined && call.settled !== null)
+    .map((call) => ({ of: call, overMs: ms(call.closing!, call.settled!) - boundMs }))
+    .filter((late) => late.overMs! > 0)
+}
+
+/** close() calls that took longer than `boundMs`, or never settled. */
+export function closeLags(closes: Close[], boundMs: number): Late<Close>[] {
+  return closes
+    .map((close) => ({ of: close, overMs: close.settled === null ? null : ms(close.called, close.settled) - boundMs }))
+    .filter((late) => late.overMs === null || late.overMs > 0)
+}

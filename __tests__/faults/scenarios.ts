@@ -7,6 +7,8 @@ import { waitFor, type RedisNode } from '../helpers/redis'
 
 /** The TTL every worker uses, and so the longest TTL in use. */
 export const TTL_MS = 1_000
+/** Every worker's `command_timeout_ms`: the bounds of a wait and of `close()` count it once. */
+export const COMMAND_TIMEOUT_MS = 150
 
 export const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms))
 const pick = <T>(items: T[], count: number): T[] => [...items].sort(() => Math.random() - 0.5).slice(0, count)
@@ -21,10 +23,18 @@ export interface Faults {
 
 export interface Scenario {
   name: string
+  /** The availability baseline of the scenarios with as much `waiting` as it. */
+  baseline?: boolean
   /** The control: must show overlaps. */
   control?: boolean
   quarantine?: boolean
   fencing?: boolean
+  /**
+   * Every acquire waits (`wait_ms`), some waits are aborted, one worker
+   * closes its lock mid-run and makes a new one, and a process that never
+   * closes its lock keeps a wait open (the control of the subscription checks).
+   */
+  waiting?: boolean
   nemesis: (nodes: RedisNode[], faults: Faults, until: number) => Promise<void>
 }
 
@@ -77,7 +87,7 @@ async function crashBehindAPause(nodes: RedisNode[], faults: Faults, until: numb
 }
 
 export const SCENARIOS: Scenario[] = [
-  { name: 'no faults', nemesis: async () => {} },
+  { name: 'no faults', baseline: true, nemesis: async () => {} },
   {
     name: 'a minority paused (SIGSTOP/SIGCONT) repeatedly',
     async nemesis(nodes, faults, until) {
@@ -147,6 +157,55 @@ export const SCENARIOS: Scenario[] = [
       while (Date.now() < until - 1_000) {
         await Promise.all(pick(nodes, minority(nodes.length)).map((node) => pauseFor(node, 200 + Math.random() * 400, faults)))
         await sleep(200 + Math.random() * 300)
+      }
+    },
+  },
+  { name: 'waiting, no faults', baseline: true, waiting: true, nemesis: async () => {} },
+  {
+    name: 'waiting, a minority paused (SIGSTOP/SIGCONT) repeatedly',
+    waiting: true,
+    async nemesis(nodes, faults, until) {
+      // Pauses longer than a command timeout and than many waits: waits
+      // begin, subscribe and end while a node is stopped, and a lock made
+      // anew during a pause meets a node that never answered it.
+      while (Date.now() < until - 1_500) {
+        await Promise.all(pick(nodes, minority(nodes.length)).map((node) => pauseFor(node, 200 + Math.random() * 1_000, faults)))
+        await sleep(100 + Math.random() * 300)
+      }
+    },
+  },
+  {
+    name: 'waiting, a minority killed and restarted',
+    waiting: true,
+    async nemesis(nodes, faults, until) {
+      // Restarted at once or after the longest TTL: the subscriptions to it
+      // are refused, then opened again. A node back early is quarantined
+      // for the longest TTL and up to a second more (the lock reads its
+      // uptime in whole seconds), so the next kill waits that out: a node
+      // killed sooner would make a majority that does not count.
+      while (Date.now() < until - 2 * TTL_MS) {
+        await Promise.all(pick(nodes, minority(nodes.length)).map((node) => restart(node, Math.random() * (TTL_MS + 300), faults)))
+        await sleep(TTL_MS + 1_100 + Math.random() * 300)
+      }
+    },
+  },
+  {
+    name: 'waiting, a minority slowed with DEBUG SLEEP',
+    waiting: true,
+    async nemesis(nodes, _faults, until) {
+      // Each sleep outlasts a command timeout now and then: a slowed node's
+      // SUBSCRIBE, UNSUBSCRIBE and votes time out and its connections are
+      // dropped and opened again.
+      const slow = pick(nodes, minority(nodes.length)).map((node) => new Redis({ host: '127.0.0.1', port: node.port }))
+      try {
+        await Promise.all(slow.map(async (client) => {
+          while (Date.now() < until - 1_000) {
+            await client.call('DEBUG', 'SLEEP', (0.05 + Math.random() * 0.45).toFixed(2))
+            await sleep(50 + Math.random() * 200)
+          }
+        }))
+      } finally {
+        for (const client of slow) client.disconnect()
       }
     },
   },

@@ -6,6 +6,7 @@
 //! public class and its handles live in `index.js`.
 
 mod completion;
+mod credentials;
 mod errors;
 mod node_options;
 mod options;
@@ -93,15 +94,25 @@ fn finished<T: Mirror<R>, R>(engine: &Engine, decided: Decided<T>, detail: bool)
 #[napi]
 impl LockCore {
   /// Parses `options` (environment defaults included); `onLost` is told the
-  /// ids of auto-extended locks whose leases the watchdog lost.
+  /// ids of auto-extended locks whose leases the watchdog lost. `provider`
+  /// is the lock's credentials function and `nodeProviders` those of the
+  /// `redis_nodes` entries, by index, each wrapped by the facade.
   #[napi(
     constructor,
-    ts_args_type = "options: unknown, onLost: (locks: bigint[]) => void"
+    ts_args_type = "options: unknown, onLost: (locks: bigint[]) => void, provider?: () => Promise<unknown>, nodeProviders?: Array<(() => Promise<unknown>) | undefined>"
   )]
-  pub fn new(env: Env, options: Unknown, on_lost: Function<Vec<u64>, ()>) -> Result<Self> {
+  pub fn new(
+    env: Env,
+    options: Unknown,
+    on_lost: Function<Vec<u64>, ()>,
+    provider: Option<credentials::ProviderFunction>,
+    node_providers: Option<Vec<Option<credentials::ProviderFunction>>>,
+  ) -> Result<Self> {
     guarded(|| {
       let lookup = |name: &str| std::env::var(name).ok();
-      let config = options::lock_config(&read(&options)?, &lookup).map_err(invalid_arg)?;
+      let mut config = options::lock_config(&read(&options)?, &lookup).map_err(invalid_arg)?;
+      credentials::attach(&mut config, provider, node_providers.unwrap_or_default())
+        .map_err(|e| invalid_arg(e.reason.clone()))?;
       let completions =
         Completions::new(&env, on_lost).map_err(|e| LockError::Internal(e.reason))?;
       let events = completions.clone();

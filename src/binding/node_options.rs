@@ -12,7 +12,16 @@ use super::spelling::suggestion;
 use crate::engine::config;
 use crate::engine::node::{NodeConfig, DEFAULT_PORT};
 
-const NODE_KEYS: &[&str] = &["host", "port", "username", "password", "db", "tls", "ssl"];
+const NODE_KEYS: &[&str] = &[
+  "host",
+  "port",
+  "username",
+  "password",
+  "db",
+  "tls",
+  "ssl",
+  "credentials",
+];
 
 /// The keys of a connection string this library reads, spelled as
 /// StackExchange.Redis documents them; they match in any case, as there.
@@ -371,6 +380,10 @@ fn node(raw: &Raw) -> Result<NodeConfig, String> {
       )),
     }
   };
+  if let Some(value) = fields.get("credentials") {
+    super::credentials::check_provider(value)
+      .map_err(|problem| format!("node key 'credentials' {problem}"))?;
+  }
   let host = text("host")?.ok_or("a node object needs a 'host'")?;
   let port = integer("port", 1, 65_535)?.unwrap_or(u64::from(DEFAULT_PORT));
   let mut node = NodeConfig::endpoint(host.trim(), port as u16)?;

@@ -28,6 +28,7 @@ const LOCK_OPTIONS: &[&str] = &[
   "command_timeout_ms",
   "restart_quarantine",
   "max_ttl_ms",
+  "credentials",
 ];
 
 const ACQUIRE_OPTIONS: &[&str] = &[
@@ -109,6 +110,9 @@ pub fn lock_config(raw: &Raw, env: EnvLookup) -> Result<LockConfig, String> {
   }
   if let Some((key, value)) = options.get("max_ttl_ms") {
     config.max_ttl_ms = Some(ttl(key, value)?);
+  }
+  if let Some((key, value)) = options.get("credentials") {
+    super::credentials::check_provider(value).map_err(|problem| invalid(key, problem))?;
   }
   config.validate()?;
   Ok(config)

@@ -51,7 +51,7 @@ impl<A: Mirror<B>, B> Mirror<Vec<B>> for Vec<A> {
 /// only ever go to JavaScript. A struct's fields are taken one by one so
 /// that an `Option` reaches napi-rs as a path it recognizes (a type passed
 /// through a macro whole does not), which decides that an absent value is
-/// left out rather than set.
+/// left out rather than set; a field marked `#[doc(hidden)]` is left out.
 macro_rules! mirror {
   ([$($napi:tt)*] in $($path:ident)::+;) => {};
   (
@@ -104,6 +104,17 @@ macro_rules! mirror {
           $($field: Mirror::mirror(self.$field)),*
         }
       }
+    }
+  };
+  (
+    @fields [$($napi:tt)*] [$($path:tt)*] [$($attr:tt)*] $name:ident
+    [$($done:tt)*] [$($field:ident)*]
+    #[doc(hidden)] $(#[$next_attr:meta])* pub $next:ident: $ty:ty $(, $($more:tt)*)?
+  ) => {
+    mirror! {
+      @fields [$($napi)*] [$($path)*] [$($attr)*] $name
+      [$($done)*] [$($field)*]
+      $($($more)*)?
     }
   };
   (

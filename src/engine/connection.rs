@@ -24,26 +24,31 @@
 //! Every connection first authenticates, loads the scripts and learns the
 //! node's run id, uptime and persistence, so that a node that restarted
 //! without its data (and may have forgotten the locks it granted) can be
-//! kept out of the quorum for a while. A node that answers `NOSCRIPT` later
+//! kept out of the quorum for a while. The credentials are the node's own,
+//! or its provider's, asked for each connection attempt while the socket
+//! opens; when the provider's change (ahead of their expiry), each open
+//! connection authenticates again in place, with one `AUTH` issued behind
+//! the commands before it, so that no command is lost or reordered. A node that answers `NOSCRIPT` later
 //! has lost its scripts, most likely in a restart behind a proxy or a
 //! failover: that command counts as a failed vote and the connection is
 //! opened again, which loads the scripts and learns the node anew. Loading
 //! the script and sending the command again instead would put it behind
 //! commands issued after it.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
 use redis::{ErrorKind, RedisConnectionInfo, ServerErrorKind, Value, ValueCodec};
 use tokio::net::TcpStream;
-use tokio::sync::{oneshot, Notify};
+use tokio::sync::{oneshot, watch, Notify};
 use tokio::task::AbortHandle;
 // The redis crate's reply parser (`ValueCodec`) is public but doc-hidden in
 // 1.8: an upgrade of the crate must check that it is still there.
 use tokio_util::codec::Decoder;
 
+use super::credentials::{self, Credentials, Issued};
 use super::node::NodeConfig;
 use super::scripts::Request;
 use super::tracker::Tracker;
@@ -52,12 +57,14 @@ mod handshake;
 mod learn;
 mod queue;
 mod socket;
+mod subscriber;
 
 use handshake::{handshake, READ_CHUNK};
 use learn::Learnt;
 pub use queue::{Answer, Answered};
 use queue::{Queue, Slot};
 use socket::{ReadSide, Stream, WriteSide};
+pub use subscriber::Subscriber;
 
 const FIRST_BACKOFF: Duration = Duration::from_millis(50);
 const MAX_BACKOFF: Duration = Duration::from_secs(2);
@@ -234,15 +241,18 @@ impl NodeClient {
 
   /// A new subscription connection to this node, for release notifications,
   /// opened within the connect timeout.
-  pub async fn subscribe_connection(&self) -> Result<redis::aio::PubSub, String> {
+  pub async fn subscribe_connection(&self) -> Result<Subscriber, String> {
     let shared = &self.shared;
     let opened = tokio::time::timeout(shared.connect_timeout, async {
-      let settings = shared.credentials();
-      let pubsub = match socket::open(&shared.node, shared.tls()?).await? {
-        Stream::Plain(socket) => redis::aio::PubSub::new(&settings, socket).await,
-        Stream::Tls(stream) => redis::aio::PubSub::new(&settings, *stream).await,
-      };
-      pubsub.map_err(|error| error.to_string())
+      let tls = shared.tls()?;
+      let (stream, (settings, issued)) =
+        tokio::try_join!(socket::open(&shared.node, tls), shared.credentials())?;
+      match (&shared.node.credentials, issued) {
+        (Some(source), Some(issued)) => {
+          Subscriber::renewed(stream, &shared.settings, &issued, source.updates()).await
+        }
+        _ => Subscriber::fixed(stream, &settings).await,
+      }
     })
     .await;
     match opened {
@@ -277,11 +287,17 @@ impl Shared {
     self.status.lock().unwrap_or_else(|e| e.into_inner())
   }
 
-  /// The user, password and database for one connection attempt. Read once
-  /// per attempt, so that credentials that change are used as they are then;
-  /// a later re-authentication is one more `AUTH` issued in order.
-  fn credentials(&self) -> RedisConnectionInfo {
-    self.settings.clone()
+  /// The user, password and database for one connection attempt, and what
+  /// the node's provider returned for it, if it has one. Asked once per
+  /// attempt, so that credentials that change are used as they are then; a
+  /// later change is one more `AUTH` issued in order.
+  async fn credentials(&self) -> Result<(RedisConnectionInfo, Option<Arc<Issued>>), String> {
+    let Some(source) = &self.node.credentials else {
+      return Ok((self.settings.clone(), None));
+    };
+    let issued = source.fetch().await?;
+    let settings = with_credentials(&self.settings, &issued.credentials);
+    Ok((settings, Some(issued)))
   }
 
   /// The TLS configuration when the node asks for TLS, loaded on first use.
@@ -384,11 +400,19 @@ impl Shared {
   async fn serve(self: &Arc<Self>, generation: u64) -> (String, Then) {
     let mut codec = ValueCodec::default();
     let mut buffer = BytesMut::with_capacity(READ_CHUNK);
-    let opened =
-      tokio::time::timeout(self.connect_timeout, self.open(&mut codec, &mut buffer)).await;
-    let stream = match opened {
-      Ok(Ok(stream)) => stream,
+    let asking = AtomicBool::new(false);
+    let opened = tokio::time::timeout(
+      self.connect_timeout,
+      self.open(&mut codec, &mut buffer, &asking),
+    )
+    .await;
+    let (stream, issued) = match opened {
+      Ok(Ok(opened)) => opened,
       Ok(Err(error)) => return (error, Then::Backoff),
+      // The provider's call has the same bound, and may not have told yet.
+      Err(_) if asking.load(Ordering::Relaxed) => {
+        return (credentials::no_answer(self.connect_timeout), Then::Backoff)
+      }
       Err(_) => {
         let ms = self.connect_timeout.as_millis();
         return (format!("connect timed out after {ms} ms"), Then::Backoff);
@@ -401,14 +425,33 @@ impl Shared {
       writer.abort();
       return ("the connection is closed".into(), Then::Idle);
     }
-    self.read(generation, source, codec, buffer).await
+    let renewals = match (&self.node.credentials, issued) {
+      (Some(source), Some(issued)) => Some(Renewals::new(source.updates(), issued.version)),
+      _ => None,
+    };
+    self.read(generation, source, codec, buffer, renewals).await
   }
 
-  async fn open(&self, codec: &mut ValueCodec, buffer: &mut BytesMut) -> Result<Stream, String> {
-    let mut stream = socket::open(&self.node, self.tls()?).await?;
-    let learnt = handshake(stream.as_dyn(), &self.credentials(), codec, buffer).await?;
+  /// Connects and runs the handshake; the provider is asked while the
+  /// socket opens, so that every connection opening at once shares its call.
+  async fn open(
+    &self,
+    codec: &mut ValueCodec,
+    buffer: &mut BytesMut,
+    asking: &AtomicBool,
+  ) -> Result<(Stream, Option<Arc<Issued>>), String> {
+    let tls = self.tls()?;
+    let credentials = async {
+      asking.store(true, Ordering::Relaxed);
+      let credentials = self.credentials().await;
+      asking.store(false, Ordering::Relaxed);
+      credentials
+    };
+    let (mut stream, (settings, issued)) =
+      tokio::try_join!(socket::open(&self.node, tls), credentials)?;
+    let learnt = handshake(stream.as_dyn(), &settings, issued.is_some(), codec, buffer).await?;
     self.record(learnt);
-    Ok(stream)
+    Ok((stream, issued))
   }
 
   /// Makes the connection the node's, unless it was closed meanwhile, and
@@ -449,13 +492,15 @@ impl Shared {
   }
 
   /// Reads replies and hands them to their slots, a whole read at a time,
-  /// until the connection ends; also ends it when replies stall.
+  /// until the connection ends; also ends it when replies stall, and
+  /// authenticates it again when its provider's credentials change.
   async fn read(
-    &self,
+    self: &Arc<Self>,
     generation: u64,
     mut source: ReadSide,
     mut codec: ValueCodec,
     mut buffer: BytesMut,
+    mut renewals: Option<Renewals>,
   ) -> (String, Then) {
     let mut replies = Vec::new();
     let stall = tokio::time::sleep(self.stall_after);
@@ -479,6 +524,10 @@ impl Shared {
               return (format!("no reply within {ms} ms: the connection was dropped"), Then::Backoff);
             }
           }
+          continue;
+        }
+        issued = Renewals::next(&mut renewals) => {
+          self.reauthenticate(generation, &issued);
           continue;
         }
       }
@@ -514,6 +563,39 @@ impl Shared {
         );
       }
     }
+  }
+
+  /// Authenticates connection `generation` again with newer credentials:
+  /// one `AUTH`, issued behind everything issued before it. A refusal leaves
+  /// the connection as it was authenticated, and is told in `health()`.
+  fn reauthenticate(self: &Arc<Self>, generation: u64, issued: &Issued) {
+    let settings = with_credentials(&self.settings, &issued.credentials);
+    let mut auth = redis::cmd("AUTH");
+    if let Some(username) = settings.username() {
+      auth.arg(username);
+    }
+    auth.arg(settings.password().unwrap_or_default());
+    let (reply, answer) = oneshot::channel();
+    if self
+      .push(&auth.get_packed_command(), Some(reply), Backoff::Respect)
+      .is_err()
+    {
+      return;
+    }
+    let shared = self.clone();
+    tokio::spawn(async move {
+      let Ok(Err(error)) = answer.await else { return };
+      // A connection that ended failed its commands; only a live one was refused.
+      if shared.is_live(generation) {
+        shared.status().last_error = Some(format!(
+          "authenticating again with the credentials provider's new user and password failed: {error}"
+        ));
+      }
+    });
+  }
+
+  fn is_live(&self, generation: u64) -> bool {
+    matches!(&self.lock().phase, Phase::Ready(live) if live.generation == generation)
   }
 
   /// A reply as its caller sees it: an error reply becomes a (redacted) error.
@@ -628,6 +710,52 @@ impl Shared {
     status.version = learnt.version;
     status.started = Some(started);
     status.durable = learnt.durable;
+  }
+}
+
+/// The provider's credentials as one open connection follows them: the
+/// version it authenticated with, and the latest.
+struct Renewals {
+  updates: watch::Receiver<Option<Arc<Issued>>>,
+  version: u64,
+}
+
+impl Renewals {
+  fn new(mut updates: watch::Receiver<Option<Arc<Issued>>>, version: u64) -> Self {
+    // Newer credentials may have come while the connection opened.
+    updates.mark_changed();
+    Renewals { updates, version }
+  }
+
+  /// Resolves with credentials newer than the connection's; never without a
+  /// provider.
+  async fn next(renewals: &mut Option<Renewals>) -> Arc<Issued> {
+    let Some(renewals) = renewals else {
+      return std::future::pending().await;
+    };
+    loop {
+      if renewals.updates.changed().await.is_err() {
+        return std::future::pending().await;
+      }
+      let latest = renewals.updates.borrow_and_update().clone();
+      if let Some(issued) = latest.filter(|issued| issued.version > renewals.version) {
+        renewals.version = issued.version;
+        return issued;
+      }
+    }
+  }
+}
+
+/// `settings` with the provider's user name (the node's own when it gives
+/// none) and password.
+fn with_credentials(
+  settings: &RedisConnectionInfo,
+  credentials: &Credentials,
+) -> RedisConnectionInfo {
+  let settings = settings.clone().set_password(&credentials.password);
+  match &credentials.username {
+    Some(username) => settings.set_username(username),
+    None => settings,
   }
 }
 

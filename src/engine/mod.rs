@@ -1,8 +1,10 @@
 //! The quorum engine: Redis and the Redlock algorithm, nothing of JavaScript.
 //!
-//! `config` holds every default, `node` parses node addresses, `quorum` the
-//! pure arithmetic, `connection` one connection per node that delivers
-//! commands in issue order, `scripts` the commands and Lua scripts, `fanout`
+//! `config` holds every default, `node` parses node addresses,
+//! `credentials` coalesces the calls of a credentials provider and renews
+//! what it returned ahead of expiry, `quorum` the pure arithmetic,
+//! `connection` one connection per node that delivers commands in issue
+//! order, `scripts` the commands and Lua scripts, `fanout`
 //! one command issued to every node and tallied at quorum, `registry` the
 //! locks held, `tracker` the work under way, `lifecycle` the one closed
 //! state, `watchdog` the schedule of auto-extended leases, `waiters` the
@@ -12,6 +14,7 @@
 
 pub mod config;
 pub mod connection;
+pub mod credentials;
 pub mod error;
 pub mod fanout;
 pub mod lifecycle;

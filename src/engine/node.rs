@@ -9,6 +9,7 @@ use std::fmt;
 
 use redis::{ConnectionAddr, ConnectionInfo, IntoConnectionInfo, RedisConnectionInfo};
 
+use super::credentials::CredentialSource;
 use super::shape::plain;
 
 pub const DEFAULT_PORT: u16 = 6379;
@@ -38,6 +39,11 @@ macro_rules! node_shapes {
         #[doc = "`host:port` (an IPv6 address in brackets), safe to print; set"]
         #[doc = "with the host and port, which never change after."]
         pub label: String,
+        #[doc(hidden)]
+        #[doc = "Where the user name and password of each connection come from, when"]
+        #[doc = "they change: they then replace `username` (if it gives one) and"]
+        #[doc = "`password`. Hidden from callers: a function does not cross."]
+        pub credentials: Option<CredentialSource>,
       }
     }
   };
@@ -56,6 +62,7 @@ impl fmt::Debug for NodeConfig {
       .field("db", &self.db)
       .field("tls", &self.tls)
       .field("label", &self.label)
+      .field("credentials", &self.credentials)
       .finish()
   }
 }
@@ -79,6 +86,7 @@ impl NodeConfig {
       db: 0,
       tls: false,
       label: label(host, port),
+      credentials: None,
     })
   }
 
@@ -158,12 +166,17 @@ impl NodeConfig {
     Ok(addr.into_connection_info()?.set_redis_settings(redis))
   }
 
-  /// Replaces this node's password, if any, wherever it occurs in `text`: a
+  /// Replaces this node's password, if any, and the passwords its
+  /// credentials provider handed out last, wherever they occur in `text`: a
   /// last guard for messages that come from elsewhere (a server, a socket).
   pub fn redact(&self, text: &str) -> String {
-    match &self.password {
+    let text = match &self.password {
       Some(password) if !password.is_empty() => text.replace(password.as_str(), "<redacted>"),
       _ => text.to_string(),
+    };
+    match &self.credentials {
+      Some(source) => source.redact(&text),
+      None => text,
     }
   }
 }

@@ -10,7 +10,8 @@
 //! and holds structs of named public fields and enums of unit variants,
 //! with their attributes and documentation, which a mirror keeps. A field
 //! names another shape of its group by its plain name, which each expansion
-//! resolves to its own copy. The documentation is written `#[doc = "..."]`:
+//! resolves to its own copy. A field whose attributes start with
+//! `#[doc(hidden)]` is the engine's alone: no mirror has it. The documentation is written `#[doc = "..."]`:
 //! a `///` comment inside a macro reaches an attribute macro as a raw
 //! string literal, which the binding's type generator would print with its
 //! `r"` prefix.

@@ -10,19 +10,24 @@
 //! holds a lock while a node is asked anything. Every `SUBSCRIBE` and
 //! `UNSUBSCRIBE` is bounded by the command timeout; a subscription that
 //! fails one, or drops, is opened again with backoff and jitter while keys
-//! have waiters. `close` stops the tasks at once, whatever the nodes do.
+//! have waiters; once it is back, one waiter of each key is woken to try
+//! again, since a release may have been published while it was down.
+//! `close` stops the tasks at once, whatever the nodes do.
+//!
+//! A subscription connection is authenticated as the node's command
+//! connection is: with credentials from a provider it authenticates again in
+//! place when they change (see `connection::Subscriber`), so a rotating
+//! token costs no waiter its wake-up.
 
 use std::collections::{HashMap, HashSet};
 use std::future::Future;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use futures_util::StreamExt;
-use redis::aio::{PubSubSink, PubSubStream};
 use tokio::sync::{mpsc, oneshot, Notify};
 use tokio::task::AbortHandle;
 
-use super::connection::{next_backoff, NodeClient};
+use super::connection::{next_backoff, NodeClient, Subscriber};
 use super::lifecycle::Lifecycle;
 
 /// The waiters of one key.
@@ -193,6 +198,7 @@ async fn serve(shared: Arc<Shared>, node: usize, mut changes: mpsc::UnboundedRec
     subscription: None,
     backoff: Duration::ZERO,
     retry_at: Instant::now(),
+    was_lost: false,
   };
   loop {
     let first = tokio::select! {
@@ -232,11 +238,13 @@ struct Link {
   subscription: Option<Subscription>,
   backoff: Duration,
   retry_at: Instant,
+  /// Whether the keys went without a subscription (one was lost, or failed
+  /// to open) since the last one opened.
+  was_lost: bool,
 }
 
 struct Subscription {
-  sink: PubSubSink,
-  messages: PubSubStream,
+  subscriber: Subscriber,
   subscribed: HashSet<String>,
 }
 
@@ -246,8 +254,8 @@ impl Link {
   async fn next_event(&mut self, shared: &Shared) -> bool {
     match &mut self.subscription {
       Some(live) => {
-        match live.messages.next().await {
-          Some(message) => shared.wake(message.get_channel_name()),
+        match live.subscriber.next_message().await {
+          Some(channel) => shared.wake(&channel),
           None => self.lost(),
         }
         false
@@ -285,20 +293,25 @@ impl Link {
   }
 
   /// Opens the subscription (within the connect timeout) and subscribes
-  /// every key that has waiters (within the command timeout).
+  /// every key that has waiters (within the command timeout). After a lost
+  /// one, a waiter of each key tries again: the release it waits for may
+  /// have been published meanwhile.
   async fn reconnect(&mut self, shared: &Shared) {
-    let Ok(pubsub) = self.node.subscribe_connection().await else {
+    let Ok(subscriber) = self.node.subscribe_connection().await else {
       return self.lost();
     };
-    let (sink, messages) = pubsub.split();
     let mut live = Subscription {
-      sink,
-      messages,
+      subscriber,
       subscribed: HashSet::new(),
     };
     let wanted = shared.channels().keys().cloned().collect();
     match tokio::time::timeout(shared.timeout, live.change(wanted, Vec::new())).await {
       Ok(Ok(())) => {
+        if std::mem::take(&mut self.was_lost) {
+          for key in &live.subscribed {
+            shared.wake(key);
+          }
+        }
         self.subscription = Some(live);
         self.backoff = Duration::ZERO;
       }
@@ -307,6 +320,7 @@ impl Link {
   }
 
   fn lost(&mut self) {
+    self.was_lost = true;
     self.subscription = None;
     self.backoff = next_backoff(self.backoff);
     self.retry_at = Instant::now() + self.backoff;
@@ -316,11 +330,11 @@ impl Link {
 impl Subscription {
   async fn change(&mut self, add: Vec<String>, remove: Vec<String>) -> redis::RedisResult<()> {
     if !add.is_empty() {
-      self.sink.subscribe(&add).await?;
+      self.subscriber.subscribe(&add).await?;
       self.subscribed.extend(add);
     }
     if !remove.is_empty() {
-      self.sink.unsubscribe(&remove).await?;
+      self.subscriber.unsubscribe(&remove).await?;
       for key in &remove {
         self.subscribed.remove(key);
       }

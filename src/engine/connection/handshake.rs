@@ -19,9 +19,12 @@ pub(super) const READ_CHUNK: usize = 16 * 1024;
 
 /// Authenticates, selects the database, loads the scripts and learns about
 /// the node. `buffer` keeps whatever arrived after the last reply of it.
+/// `from_provider` tells that the user and password came from a
+/// credentials provider, for the message of a refusal.
 pub(super) async fn handshake(
   stream: &mut (dyn AsyncStream + Send),
   settings: &RedisConnectionInfo,
+  from_provider: bool,
   codec: &mut ValueCodec,
   buffer: &mut BytesMut,
 ) -> Result<Learnt, String> {
@@ -48,6 +51,12 @@ pub(super) async fn handshake(
         {
           with_username = false;
           continue;
+        }
+        Some(other) if from_provider => {
+          return Err(format!(
+            "authentication with the credentials provider's user and password failed: {}",
+            error_text(other)
+          ))
         }
         Some(other) => return Err(format!("authentication failed: {}", error_text(other))),
         None => return Err("no reply to AUTH".into()),
