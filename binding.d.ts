@@ -9,84 +9,194 @@
  */
 export declare const __napiBindingTarget: 'native' | 'wasm32-wasi' | 'wasm32-wasip1'
 
+/**
+ * The abort switch of one acquire: `abort()` ends its waits, and it fails
+ * with `ABORT_ERR` (or, if it won meanwhile, resolves, and the caller
+ * releases the lock).
+ */
+export declare class Cancel {
+  constructor()
+  abort(): void
+}
+
 /** The native side of one `DistributedLock`. */
 export declare class LockCore {
   /**
-   * Parses `options` (environment defaults included); `deliver` receives
-   * finished calls in batches. `provider` is the lock's credentials
-   * function and `nodeProviders` those of the `redis_nodes` entries, by
-   * index, each wrapped by the facade.
+   * Parses `options` (environment defaults included); `onLost` is told the
+   * ids of auto-extended locks whose leases the watchdog lost. `provider`
+   * is the lock's credentials function and `nodeProviders` those of the
+   * `redis_nodes` entries, by index, each wrapped by the facade.
    */
-  constructor(options: unknown, deliver: (batch: unknown[]) => void, provider?: () => Promise<unknown>, nodeProviders?: Array<(() => Promise<unknown>) | undefined>)
-  /** With `cancellable`, `abort(request)` ends the call's waits. */
-  acquire(request: number, resource: unknown, ttlMs: unknown, options: unknown, cancellable: boolean): void
+  constructor(options: unknown, onLost: (locks: bigint[]) => void, provider?: () => Promise<unknown>, nodeProviders?: Array<(() => Promise<unknown>) | undefined>)
   /**
-   * Ends the waits of a cancellable acquire; it fails with `ABORT_ERR`, or,
-   * if it won meanwhile, resolves and the caller releases the lock.
+   * Acquires `resource` (one name or a list) for `ttlMs`: the lock, or
+   * `null` when another owner holds it. A `cancel` switch makes the call
+   * abortable; `onDecided` is told what decided it.
    */
-  abort(request: number): void
-  extend(request: number, lock: number, ttlMs: unknown): void
-  release(request: number, lock: number): void
-  inspect(request: number, resource: unknown): void
-  health(request: number): void
+  acquire(resource: unknown, ttlMs: unknown, options: unknown, cancel?: Cancel | undefined | null, onDecided?: ((decision: Decision) => void) | undefined | null): Promise<Acquired | null>
   /**
-   * Refuses new calls from now on; the result arrives once held locks
-   * are released and connections closed.
+   * Extends lock `lock` to `ttlMs` (its acquire TTL when undefined): the
+   * new validity, or `null` when the lease is lost.
    */
-  close(request: number): void
+  extend(lock: bigint, ttlMs: unknown, onDecided?: ((decision: Decision) => void) | undefined | null): Promise<Validity | null>
+  /** Releases lock `lock`: whether a majority still held it. */
+  release(lock: bigint, onDecided?: ((decision: Decision) => void) | undefined | null): Promise<boolean>
+  /** What each node holds for `resource` (one name). */
+  inspect(resource: unknown): Promise<LockInfo>
+  /** Pings every node. */
+  health(): Promise<HealthReport>
+  /**
+   * Refuses new calls from now on; resolves once held locks are released
+   * and connections closed.
+   */
+  close(): Promise<void>
 }
 
+/** A lock this instance acquired: what its handle holds. */
+export interface Acquired {
+  /** The registry id the caller passes back to extend and release. */
+  id: bigint
+  /** This owner's random token; the stored value adds the metadata to it. */
+  value: string
+  /** The guaranteed time in ms, as in `Validity`. */
+  validityMs: number
+  /** Epoch ms at which the guaranteed time ends. */
+  expiresAt: number
+  /** How many attempts the acquire made. */
+  attempts: number
+  /** With fencing: larger than the token of every earlier holder of each resource. */
+  fencingToken: bigint | null
+}
+
+/**
+ * What decided a call, for a caller that asks: the attempts it made and
+ * each node's vote in the last one.
+ */
+export interface Decision {
+  attempts: number
+  votes: Array<NodeVote>
+}
+
+/** What `health()` reports. */
 export interface HealthReport {
+  /** Whether enough nodes answer, out of quarantine, to reach a majority now. */
   quorumReachable: boolean
+  /** How many nodes make a majority. */
   quorum: number
+  /** How many nodes answer and count toward it. */
   counted: number
   nodes: Array<NodeHealth>
 }
 
+/** What `inspect()` reports: the lock as a majority of the nodes sees it. */
 export interface LockInfo {
   resource: string
+  /** Whether a majority of the nodes (out of quarantine) agrees on one holder. */
   locked: boolean
+  /** That holder's token, when locked. */
   holder: string | null
+  /** Whether that holder is this instance. */
   mine: boolean
-  metadata: string | null
+  /** That holder's metadata, when it gave some. */
+  metadata: Record<string, string> | null
+  /** The smallest remaining TTL among the nodes of that majority, in ms. */
   ttlMs: number | null
+  /** How many nodes make a majority. */
   quorum: number
-  nodes: Array<NodeLock>
+  nodes: Array<NodeLockInfo>
 }
 
-export interface NodeHealth {
+/**
+ * A node of the quorum as a lock resolves it from its options and
+ * the environment.
+ */
+export interface NodeConfig {
+  /** Host name or IP address (an IPv6 address without brackets). */
+  host: string
+  /** Port. */
+  port: number
+  /** ACL user name, if any. */
+  username?: string
+  /** Password, if any: keep it out of logs. */
+  password?: string
+  /** Database number. */
+  db: number
+  /** Whether the node is reached over TLS. */
+  tls: boolean
+  /**
+   * `host:port` (an IPv6 address in brackets), safe to print; set
+   * with the host and port, which never change after.
+   */
+  label: string
+}
+
+/** One node's failure in an `ERR_QUORUM_UNAVAILABLE` error. */
+export interface NodeError {
+  /** The node as `host:port`, never with its password. */
   node: string
+  /** Why it did not answer, or why its answer did not count. */
+  message: string
+}
+
+/** One node in a `HealthReport`. */
+export interface NodeHealth {
+  /** The node as `host:port`, never with its password. */
+  node: string
+  /** Whether it answered PING within the timeout. */
   answers: boolean
+  /** The PING round trip in ms (with the connect, for a first probe). */
   latencyMs: number | null
+  /** The node's run id, which changes with every restart. */
   runId: string | null
+  /** The Redis version it runs (`redis_version` of `INFO server`). */
+  version: string | null
+  /** How long the node has run under that run id, in ms. */
   uptimeMs: number | null
+  /** Whether it keeps every write on disk before replying; `null` when it does not say. */
   durable: boolean | null
+  /** How long its vote does not count yet (restart quarantine), in ms. */
   quarantineMs: number
+  /** Why this probe failed. */
   error: string | null
+  /** The last error any command met on this node, even if it answers now. */
   lastError: string | null
 }
 
-export interface NodeLock {
+/** One node's view of a lock, in a `LockInfo`. */
+export interface NodeLockInfo {
+  /** The node as `host:port`, never with its password. */
   node: string
+  /** Why the node did not answer; then nothing else is known of it. */
   error: string | null
+  /** Whether the node holds a key for the resource. */
   held: boolean
+  /** Remaining TTL of the key in ms (-1: a key without TTL, not written by a lock). */
   ttlMs: number | null
+  /** The holder's token (its handle's `value`); another library's whole value. */
   holder: string | null
+  /** Whether this instance holds the lock under that token. */
   mine: boolean
-  metadata: string | null
+  /** The holder's metadata (the `metadata` option of acquire). */
+  metadata: Record<string, string> | null
+  /** How long this node's vote does not count yet (restart quarantine), in ms. */
   quarantineMs: number
 }
 
-/** A node of the quorum as the lock resolves it from options and environment. */
-export interface ResolvedNode {
-  host: string
-  port: number
-  username?: string
-  password?: string
-  db: number
-  tls: boolean
-  /** `host:port`, safe to print. */
-  label: string
+/** What one node answered in the attempt that decided a call. */
+export interface NodeVote {
+  /** The node as `host:port`, never with its password. */
+  node: string
+  vote: Vote
+  /**
+   * Why the vote failed: the node's error, no reply in time, or the
+   * restart quarantine (the node answered, but its vote did not count).
+   */
+  error: string | null
+  /**
+   * How long after the command was issued the node's reply (or its
+   * failure) came, in ms; absent while it was pending.
+   */
+  latencyMs: number | null
 }
 
 /**
@@ -94,4 +204,22 @@ export interface ResolvedNode {
  * tools (the health check) read `REDIS_NODES` and `REDIS_INSTANCES` exactly
  * as the lock does.
  */
-export declare function resolveNodes(options?: unknown): Array<ResolvedNode>
+export declare function resolveNodes(options?: unknown): Array<NodeConfig>
+
+/**
+ * How long a lease is guaranteed, counted from when the attempt that
+ * won it (or the extension) was issued, and when that ends.
+ */
+export interface Validity {
+  /** The guaranteed time in ms: `ttl - elapsed - drift`. */
+  ms: number
+  /** Epoch ms at which the guaranteed time ends. */
+  expiresAt: number
+}
+
+/**
+ * A node's vote: it granted, it refused (another owner holds the
+ * lock, or this owner lost it there), it failed (see `error`), or it
+ * had not answered yet when the call was decided.
+ */
+export type Vote = 'granted' | 'refused' | 'failed' | 'pending'

@@ -835,5 +835,7 @@ function __napiStampBindingTarget(exportsObject, target) {
 // linked import resolves to `undefined`.
 module.exports.__napiBindingTarget = __napiStampBindingTarget(nativeBinding, __napiLoadedBindingTarget)
 module.exports = nativeBinding
+module.exports.Cancel = nativeBinding.Cancel
 module.exports.LockCore = nativeBinding.LockCore
 module.exports.resolveNodes = nativeBinding.resolveNodes
+module.exports.Vote = nativeBinding.Vote

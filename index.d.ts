@@ -24,6 +24,12 @@
  * @packageDocumentation
  */
 
+import type { HealthReport, LockInfo, NodeConfig, NodeError } from './binding'
+
+// The shapes of results and reports are declared once, in Rust, and
+// generated into binding.d.ts with their documentation.
+export type { HealthReport, LockInfo, NodeError, NodeHealth, NodeLockInfo } from './binding'
+
 /**
  * One Redis node: `host`, `host:port`, `[::1]:6380`,
  * `redis://[user:pass@]host:port[/db]`, `rediss://...` (TLS), an Azure /
@@ -267,7 +273,11 @@ export declare class LockHandle {
   [Symbol.asyncDispose](): Promise<void>
 }
 
-/** The codes of every error this library raises. */
+/**
+ * The codes of every error this library raises. `ERR_INTERNAL` is a bug
+ * inside the library (a panic caught in the native code, with its message):
+ * the call failed, the process goes on.
+ */
 export type LockErrorCode =
   | 'ERR_INVALID_ARG'
   | 'ERR_LOCK_CLOSED'
@@ -275,14 +285,7 @@ export type LockErrorCode =
   | 'ERR_LOCK_NOT_ACQUIRED'
   | 'ERR_LOCK_LOST'
   | 'ABORT_ERR'
-
-/** One node's failure in an `ERR_QUORUM_UNAVAILABLE` error. */
-export interface NodeError {
-  /** The node as `host:port`, never with its password. */
-  node: string
-  /** Why it did not answer. */
-  message: string
-}
+  | 'ERR_INTERNAL'
 
 /** The shape of every error this library raises. */
 export interface LockError extends Error {
@@ -385,93 +388,8 @@ export declare class DistributedLock {
   close(): Promise<void>
 }
 
-/** One node's view of a lock, in {@link LockInfo}. */
-export interface NodeLockInfo {
-  /** The node as `host:port`, never with its password. */
-  node: string
-  /** Why the node did not answer; then nothing else is known of it. */
-  error: string | null
-  /** Whether the node holds a key for the resource. */
-  held: boolean
-  /** Remaining TTL of the key in ms (-1: a key without TTL, not written by a lock). */
-  ttlMs: number | null
-  /** The holder's token ({@link LockHandle.value}); another library's whole value. */
-  holder: string | null
-  /** Whether this instance holds the lock under that token. */
-  mine: boolean
-  /** The holder's {@link AcquireOptions.metadata}. */
-  metadata: Record<string, string> | null
-  /** How long this node's vote does not count yet (restart quarantine), in ms. */
-  quarantineMs: number
-}
-
-/** What {@link DistributedLock.inspect} reports. */
-export interface LockInfo {
-  resource: string
-  /** Whether a majority of the nodes (out of quarantine) agrees on one holder. */
-  locked: boolean
-  /** That holder's token, when locked. */
-  holder: string | null
-  /** Whether that holder is this instance. */
-  mine: boolean
-  /** That holder's metadata, when it gave some. */
-  metadata: Record<string, string> | null
-  /** The smallest remaining TTL among the nodes of that majority, in ms. */
-  ttlMs: number | null
-  /** How many nodes make a majority. */
-  quorum: number
-  nodes: NodeLockInfo[]
-}
-
-/** One node in a {@link HealthReport}. */
-export interface NodeHealth {
-  /** The node as `host:port`, never with its password. */
-  node: string
-  /** Whether it answered PING within the timeout. */
-  answers: boolean
-  /** The PING round trip in ms (with the connect, for a first probe). */
-  latencyMs: number | null
-  /** The node's run id, which changes with every restart. */
-  runId: string | null
-  /** How long the node has run under that run id, in ms. */
-  uptimeMs: number | null
-  /** Whether it keeps every write on disk before replying; `null` when it does not say. */
-  durable: boolean | null
-  /** How long its vote does not count yet (restart quarantine), in ms. */
-  quarantineMs: number
-  /** Why this probe failed. */
-  error: string | null
-  /** The last error any command met on this node, even if it answers now. */
-  lastError: string | null
-}
-
-/** What {@link DistributedLock.health} reports. */
-export interface HealthReport {
-  /** Whether enough nodes answer, out of quarantine, to reach a majority now. */
-  quorumReachable: boolean
-  /** How many nodes make a majority. */
-  quorum: number
-  /** How many nodes answer and count toward it. */
-  counted: number
-  nodes: NodeHealth[]
-}
-
 /** A node as {@link resolveNodes} returns it. */
-export interface ResolvedNode {
-  /** Host name or IP address (an IPv6 address without brackets). */
-  host: string
-  /** Port. */
-  port: number
-  /** ACL user name, if any. */
-  username?: string
-  /** Password, if any: keep it out of logs. */
-  password?: string
-  /** Database number. */
-  db: number
-  /** Whether the node is reached over TLS. */
-  tls: boolean
-  /** `host:port`, safe to print. */
-  label: string
+export interface ResolvedNode extends NodeConfig {
   /** The node's {@link CredentialsProvider} (its own or the lock's), as a function that always returns a promise. */
   credentials?: () => Promise<RedisCredentials>
 }

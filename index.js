@@ -1,99 +1,22 @@
 'use strict'
 
-// The public facade over the native binding: promises, handles and argument
-// checks that need JavaScript identity. The native side knows request ids only.
+// The public facade over the native binding: handles, AbortSignal, and the
+// checks that need JavaScript identity (which lock a handle belongs to).
+// Every call of the binding returns a promise of a typed result (see
+// binding.d.ts); this file turns an acquired lock into a handle.
 
-const { LockCore, resolveNodes: resolveNativeNodes } = require('./native.js')
+const { Cancel, LockCore, resolveNodes: resolveNativeNodes } = require('./native.js')
 
-// Layout of the flat result array the native side delivers (see
-// src/binding/completion.rs): id, kind, five numbers, one value. An acquire's
-// fifth number is its fencing token instead, as a decimal string, when it has one.
-const SLOTS = 8
-const ACQUIRED = 0
-const NOT_ACQUIRED = 1
-const EXTENDED = 2
-const RELEASED = 3
-const CLOSED = 4
-const FAILED = 5
-const LOST = 6
-const REPORT = 7
-
-/** Requests in flight across every lock of this process, by request id. */
-const pending = new Map()
 /** Auto-extended handles by lock id (unique in the process), for the watchdog's lost-lease events. */
 const watched = new Map()
-let lastRequest = 0
 
-function nextRequest() {
-  lastRequest = (lastRequest + 1) >>> 0
-  return lastRequest
-}
-
-function deliver(batch) {
-  for (let i = 0; i < batch.length; i += SLOTS) {
-    const kind = batch[i + 1]
-    if (kind === LOST) {
-      const handle = watched.get(batch[i + 2])
-      watched.delete(batch[i + 2])
-      if (handle !== undefined) loseHandle(handle)
-      continue
-    }
-    const request = pending.get(batch[i])
-    if (request === undefined) continue
-    pending.delete(batch[i])
-    if (request.aborted) {
-      // The caller gave up waiting; a lock won meanwhile is nobody's.
-      if (kind === ACQUIRED) {
-        try {
-          request.core.release(nextRequest(), batch[i + 2])
-        } catch {
-          // closed meanwhile: close released it
-        }
-      }
-      continue
-    }
-    if (kind === FAILED) {
-      request.reject(batch[i + 7])
-    } else if (kind === ACQUIRED) {
-      const token = typeof batch[i + 6] === 'string' ? BigInt(batch[i + 6]) : null
-      const handle = new LockHandle(request.lock, batch[i + 2], request.resources, batch[i + 7], batch[i + 3], batch[i + 4], batch[i + 5], token)
-      if (request.watch) watched.set(batch[i + 2], handle)
-      request.resolve(handle)
-    } else if (kind === NOT_ACQUIRED) {
-      request.resolve(null)
-    } else if (kind === EXTENDED) {
-      const extended = batch[i + 2] === 1
-      if (extended) {
-        setValidity(request.handle, batch[i + 3], batch[i + 4])
-      } else {
-        watched.delete(handleId(request.handle))
-        loseHandle(request.handle)
-      }
-      request.resolve(extended)
-    } else if (kind === RELEASED) {
-      request.resolve(batch[i + 2] === 1)
-    } else if (kind === CLOSED) {
-      request.resolve(undefined)
-    } else if (kind === REPORT) {
-      request.resolve(withParsedMetadata(batch[i + 7]))
-    }
+/** Told by the native side which auto-extended locks the watchdog lost. */
+function lost(ids) {
+  for (const id of ids) {
+    const handle = watched.get(id)
+    watched.delete(id)
+    if (handle !== undefined) loseHandle(handle)
   }
-}
-
-/** An inspect() report with each metadata JSON text made an object; a foreign value that only looks like ours gives null. */
-function withParsedMetadata(report) {
-  if (!('nodes' in report) || !('locked' in report)) return report
-  const parse = (text) => {
-    if (text == null) return null
-    try {
-      return JSON.parse(text)
-    } catch {
-      return null
-    }
-  }
-  report.metadata = parse(report.metadata)
-  for (const node of report.nodes) node.metadata = parse(node.metadata)
-  return report
 }
 
 function lockError(code, message) {
@@ -119,6 +42,15 @@ function withAutoExtend(options) {
   if (options === null || typeof options !== 'object') return options
   const { auto_extend: _snake, autoExtend: _camel, ...rest } = options
   return { ...rest, auto_extend: true }
+}
+
+/** Starts a native call; a synchronous throw (a bad argument) becomes the rejection. */
+function call(start) {
+  try {
+    return start()
+  } catch (error) {
+    return Promise.reject(error)
+  }
 }
 
 // Credentials providers: the native side reads the options as plain values,
@@ -178,9 +110,9 @@ class LockHandle {
   static {
     handleOwner = (handle) => (handle !== null && typeof handle === 'object' && #id in handle ? handle.#lock : undefined)
     handleId = (handle) => handle.#id
-    setValidity = (handle, validityMs, expiresAt) => {
-      handle.validityMs = validityMs
-      handle.expiresAt = expiresAt
+    setValidity = (handle, validity) => {
+      handle.validityMs = validity.ms
+      handle.expiresAt = validity.expiresAt
     }
     loseHandle = (handle) => {
       if (handle.#lost) return
@@ -193,15 +125,16 @@ class LockHandle {
     return lockError('ERR_LOCK_LOST', `the lease of '${handle.resource}' was lost: another owner may hold it now`)
   }
 
-  constructor(lock, id, resources, value, validityMs, expiresAt, attempts, fencingToken) {
+  /** `acquired` is the native `Acquired`. */
+  constructor(lock, acquired, resources) {
     this.#lock = lock
-    this.#id = id
+    this.#id = acquired.id
     this.resources = resources
-    this.value = value
-    this.validityMs = validityMs
-    this.expiresAt = expiresAt
-    this.attempts = attempts
-    this.fencingToken = fencingToken
+    this.value = acquired.value
+    this.validityMs = acquired.validityMs
+    this.expiresAt = acquired.expiresAt
+    this.attempts = acquired.attempts
+    this.fencingToken = acquired.fencingToken
   }
 
   get resource() {
@@ -235,17 +168,52 @@ class LockHandle {
   }
 }
 
+/**
+ * For the libraries built on this one, not part of the public API: acquire,
+ * extend and release resolving `{ handle | extended | released, attempts,
+ * votes }`, where `votes` says what each node answered in the deciding
+ * attempt (binding.d.ts `NodeVote`); a rejection carries `attempts` and
+ * `votes` as well.
+ */
+const decided = {}
+
+/** Runs `start(onDecided)` and adds the decision it is told to the result `shape` makes, or to the error. */
+function withDecision(start, shape) {
+  let decision
+  return start((told) => {
+    decision = told
+  }).then(
+    (result) => ({ ...shape(result), ...decision }),
+    (error) => {
+      throw Object.assign(error, decision)
+    },
+  )
+}
+
 /** A Redlock quorum lock over independent Redis nodes; see index.d.ts. */
 class DistributedLock {
   #core
   #closing = null
 
+  static {
+    decided.acquire = (lock, resource, ttlMs, options) =>
+      withDecision((onDecided) => lock.#acquire(resource, ttlMs, options, onDecided), (handle) => ({ handle }))
+    decided.extend = (lock, handle, ttlMs) =>
+      withDecision((onDecided) => lock.#extend(handle, ttlMs, onDecided), (extended) => ({ extended }))
+    decided.release = (lock, handle) => withDecision((onDecided) => lock.#release(handle, onDecided), (released) => ({ released }))
+  }
+
   constructor(options) {
     const { lock, nodes } = providersOf(options)
-    this.#core = new LockCore(options, deliver, lock && settledProvider(lock), Array.from(nodes, (node) => node && settledProvider(node)))
+    this.#core = new LockCore(options, lost, lock && settledProvider(lock), Array.from(nodes, (node) => node && settledProvider(node)))
   }
 
   acquire(resource, ttlMs, options) {
+    return this.#acquire(resource, ttlMs, options, undefined)
+  }
+
+  /** `onDecided`, when given, is told what decided the call. */
+  #acquire(resource, ttlMs, options, onDecided) {
     let signal
     if (options !== null && typeof options === 'object' && options.signal !== undefined) {
       ;({ signal, ...options } = options)
@@ -254,32 +222,45 @@ class DistributedLock {
       }
       if (signal.aborted) return Promise.reject(abortError(signal))
     }
-    const request = nextRequest()
+    const cancel = signal === undefined ? undefined : new Cancel()
+    let acquiring
     try {
-      this.#core.acquire(request, resource, ttlMs, options, signal !== undefined)
+      acquiring = this.#core.acquire(resource, ttlMs, options, cancel, onDecided)
     } catch (error) {
       return Promise.reject(error)
     }
+    // Read only now: the binding has checked the resources' number and size.
     const resources = typeof resource === 'string' ? [resource] : Array.from(resource)
     const watch = options != null && (options.auto_extend === true || options.autoExtend === true)
+    const settle = (acquired) => {
+      if (acquired === null) return null
+      const handle = new LockHandle(this, acquired, resources)
+      if (watch) watched.set(acquired.id, handle)
+      return handle
+    }
+    if (signal === undefined) return acquiring.then(settle)
     return new Promise((resolve, reject) => {
-      const entry = { resolve, reject, lock: this, resources, handle: null, watch, core: this.#core, aborted: false }
-      pending.set(request, entry)
-      if (signal === undefined) return
       const onAbort = () => {
-        entry.aborted = true
-        this.#core.abort(request)
+        cancel.abort()
         reject(abortError(signal))
       }
       signal.addEventListener('abort', onAbort, { once: true })
-      entry.resolve = (handle) => {
-        signal.removeEventListener('abort', onAbort)
-        resolve(handle)
-      }
-      entry.reject = (error) => {
-        signal.removeEventListener('abort', onAbort)
-        reject(error)
-      }
+      acquiring.then(
+        (acquired) => {
+          signal.removeEventListener('abort', onAbort)
+          if (!signal.aborted) return resolve(settle(acquired))
+          // The caller gave up waiting; a lock won meanwhile is nobody's.
+          if (acquired !== null) {
+            call(() => this.#core.release(acquired.id)).catch(() => {
+              // closed meanwhile: close released it
+            })
+          }
+        },
+        (error) => {
+          signal.removeEventListener('abort', onAbort)
+          reject(error)
+        },
+      )
     })
   }
 
@@ -301,51 +282,52 @@ class DistributedLock {
   }
 
   extend(handle, ttlMs) {
+    return this.#extend(handle, ttlMs, undefined)
+  }
+
+  #extend(handle, ttlMs, onDecided) {
     const id = this.#ownId(handle)
-    if (typeof id !== 'number') return Promise.reject(id)
-    return this.#call((request) => this.#core.extend(request, id, ttlMs), handle)
+    if (typeof id !== 'bigint') return Promise.reject(id)
+    return call(() => this.#core.extend(id, ttlMs, onDecided)).then((validity) => {
+      if (validity === null) {
+        watched.delete(id)
+        loseHandle(handle)
+        return false
+      }
+      setValidity(handle, validity)
+      return true
+    })
   }
 
   release(handle) {
+    return this.#release(handle, undefined)
+  }
+
+  #release(handle, onDecided) {
     const id = this.#ownId(handle)
-    if (typeof id !== 'number') return Promise.reject(id)
+    if (typeof id !== 'bigint') return Promise.reject(id)
     watched.delete(id)
-    return this.#call((request) => this.#core.release(request, id), handle)
+    return call(() => this.#core.release(id, onDecided))
   }
 
   inspect(resource) {
-    return this.#call((request) => this.#core.inspect(request, resource))
+    return call(() => this.#core.inspect(resource))
   }
 
   health() {
-    return this.#call((request) => this.#core.health(request))
-  }
-
-  /** Starts one native call under a new request id; its result settles the promise. */
-  #call(start, handle = null) {
-    const request = nextRequest()
-    try {
-      start(request)
-    } catch (error) {
-      return Promise.reject(error)
-    }
-    return new Promise((resolve, reject) => {
-      pending.set(request, { resolve, reject, lock: this, resources: null, handle })
-    })
+    return call(() => this.#core.health())
   }
 
   close() {
     if (this.#closing === null) {
-      const request = nextRequest()
-      this.#core.close(request)
-      this.#closing = new Promise((resolve, reject) => {
-        pending.set(request, { resolve, reject, lock: this, resources: null, handle: null })
+      this.#closing = call(() => this.#core.close()).then(() => {
+        for (const [id, handle] of watched) if (handleOwner(handle) === this) watched.delete(id)
       })
     }
     return this.#closing
   }
 
-  /** The handle's registry id, or the error to reject with. */
+  /** The handle's lock id, or the error to reject with. */
   #ownId(handle) {
     const owner = handleOwner(handle)
     if (owner === undefined) {
@@ -361,3 +343,4 @@ class DistributedLock {
 }
 
 module.exports = { DistributedLock, LockHandle, resolveNodes }
+Object.defineProperty(module.exports, Symbol.for('redis-quorum-lock.decided'), { value: decided })

@@ -105,6 +105,7 @@ describe('metadata, inspect() and health()', () => {
       assert.equal(node.answers, true)
       assert.ok(node.latencyMs !== null && node.latencyMs >= 0 && node.latencyMs < COMMAND_TIMEOUT_MS)
       assert.match(node.runId ?? '', /^[0-9a-f]{40}$/)
+      assert.match(node.version ?? '', /^\d+\.\d+\.\d+/)
       assert.ok(node.uptimeMs !== null && node.uptimeMs >= 0)
       assert.equal(node.durable, true)
       assert.equal(node.quarantineMs, 0)

@@ -120,7 +120,7 @@ describe('the packed package, installed as a user installs it', () => {
   test('the main package holds the facade, its loaders, the types, README and LICENSE, and no binary or source', () => {
     assert.deepEqual(
       entries(mainTarball),
-      ['LICENSE', 'README.md', 'azure.d.mts', 'azure.d.ts', 'azure.js', 'azure.mjs', 'binding.js', 'index.d.mts', 'index.d.ts', 'index.js', 'index.mjs', 'native.js', 'package.json', 'redlock.d.mts', 'redlock.d.ts', 'redlock.js', 'redlock.mjs'].map((file) => `package/${file}`),
+      ['LICENSE', 'README.md', 'azure.d.mts', 'azure.d.ts', 'azure.js', 'azure.mjs', 'binding.d.ts', 'binding.js', 'index.d.mts', 'index.d.ts', 'index.js', 'index.mjs', 'native.js', 'package.json', 'redlock.d.mts', 'redlock.d.ts', 'redlock.js', 'redlock.mjs'].map((file) => `package/${file}`),
     )
   })
 

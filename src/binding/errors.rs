@@ -1,9 +1,10 @@
-//! The one place where engine errors become JavaScript errors: an `Error`
-//! with the contract's `code`, and `nodeErrors` on `ERR_QUORUM_UNAVAILABLE`.
+//! The one place where failures become JavaScript errors: an `Error` with
+//! the contract's `code`, and `nodeErrors` on `ERR_QUORUM_UNAVAILABLE`.
 
 use napi::bindgen_prelude::ToNapiValue;
 use napi::sys;
 
+use super::shapes::{Mirror, NodeError};
 use crate::engine::error::LockError;
 
 /// The code of an error thrown synchronously (a bad option or argument).
@@ -25,15 +26,17 @@ pub fn invalid_arg(message: String) -> napi::Error<Code> {
   napi::Error::new(Code("ERR_INVALID_ARG"), message)
 }
 
-pub fn from_engine(error: LockError) -> napi::Error<Code> {
-  napi::Error::new(Code(error.code()), error.to_string())
+impl From<LockError> for napi::Error<Code> {
+  fn from(error: LockError) -> Self {
+    napi::Error::new(Code(error.code()), error.to_string())
+  }
 }
 
-/// Builds the JS error for a rejected promise.
+/// Builds the JS error a promise rejects with.
 ///
 /// # Safety
 /// Call on the JS thread of `env`.
-pub unsafe fn to_js(env: sys::napi_env, error: &LockError) -> napi::Result<sys::napi_value> {
+pub unsafe fn to_js(env: sys::napi_env, error: LockError) -> napi::Result<sys::napi_value> {
   let mut value = std::ptr::null_mut();
   // SAFETY: Node-API calls on the JS thread, on values created here.
   unsafe {
@@ -41,30 +44,13 @@ pub unsafe fn to_js(env: sys::napi_env, error: &LockError) -> napi::Result<sys::
     let message = ToNapiValue::to_napi_value(env, error.to_string())?;
     check(sys::napi_create_error(env, code, message, &mut value))?;
     if let LockError::QuorumUnavailable { node_errors, .. } = error {
-      let mut list = std::ptr::null_mut();
-      check(sys::napi_create_array_with_length(
+      let node_errors: Vec<NodeError> = node_errors.mirror();
+      set(
         env,
-        node_errors.len(),
-        &mut list,
-      ))?;
-      for (i, node_error) in node_errors.iter().enumerate() {
-        let mut entry = std::ptr::null_mut();
-        check(sys::napi_create_object(env, &mut entry))?;
-        set(
-          env,
-          entry,
-          c"node",
-          ToNapiValue::to_napi_value(env, node_error.node.as_str())?,
-        )?;
-        set(
-          env,
-          entry,
-          c"message",
-          ToNapiValue::to_napi_value(env, node_error.message.as_str())?,
-        )?;
-        check(sys::napi_set_element(env, list, i as u32, entry))?;
-      }
-      set(env, value, c"nodeErrors", list)?;
+        value,
+        c"nodeErrors",
+        ToNapiValue::to_napi_value(env, node_errors)?,
+      )?;
     }
   }
   Ok(value)

@@ -199,7 +199,10 @@ fn redis_instances_takes_objects_and_strings() {
   );
   let nodes = nodes_from_env(&only("REDIS_INSTANCES", json)).unwrap();
   assert_eq!(
-    nodes.iter().map(|n| (n.label(), n.tls)).collect::<Vec<_>>(),
+    nodes
+      .iter()
+      .map(|n| (n.label.clone(), n.tls))
+      .collect::<Vec<_>>(),
     [
       (
         "myrediscache.redis.cache.windows.net:6380".to_string(),

@@ -329,21 +329,19 @@ pub(super) fn invalid(key: &str, problem: impl AsRef<str>) -> String {
 fn number(key: &str, value: &Raw) -> Result<f64, String> {
   match value {
     Raw::Number(n) => Ok(*n),
-    other => Err(invalid(
-      key,
-      format!("must be a number, got {}", other.describe()),
-    )),
+    other => Err(wrong_type(key, "a number", other)),
   }
 }
 
 fn boolean(key: &str, value: &Raw) -> Result<bool, String> {
   match value {
     Raw::Bool(flag) => Ok(*flag),
-    other => Err(invalid(
-      key,
-      format!("must be a boolean, got {}", other.describe()),
-    )),
+    other => Err(wrong_type(key, "a boolean", other)),
   }
+}
+
+fn wrong_type(key: &str, wanted: &str, got: &Raw) -> String {
+  invalid(key, format!("must be {wanted}, got {}", got.describe()))
 }
 
 /// Holder metadata: an object of strings, kept as the JSON stored with the

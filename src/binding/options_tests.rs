@@ -15,7 +15,7 @@ fn nodes(specs: &[&str]) -> Raw {
 #[test]
 fn defaults_fill_what_is_not_given() {
   let config = lock_config(&Raw::Undefined, &no_env).unwrap();
-  let labels: Vec<String> = config.nodes.iter().map(NodeConfig::label).collect();
+  let labels: Vec<&str> = config.nodes.iter().map(NodeConfig::label).collect();
   assert_eq!(
     labels,
     ["localhost:6379", "localhost:6380", "localhost:6381"]

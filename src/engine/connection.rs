@@ -137,6 +137,7 @@ struct Shared {
 #[derive(Clone, Debug, Default)]
 pub struct NodeStatus {
   pub run_id: Option<String>,
+  pub version: Option<String>,
   /// When the node started, as far as its uptime tells.
   pub started: Option<Instant>,
   /// Whether every write reaches the disk before the reply (AOF with
@@ -706,6 +707,7 @@ impl Shared {
       .store(volatile_since, Ordering::Relaxed);
     let mut status = self.status();
     status.run_id = learnt.run_id;
+    status.version = learnt.version;
     status.started = Some(started);
     status.durable = learnt.durable;
   }

@@ -3,12 +3,28 @@
 
 use std::fmt;
 
-/// Why one node did not vote: its label (never its password) and the reason.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct NodeError {
-  pub node: String,
-  pub message: String,
+use super::shape::plain;
+
+/// What errors carry for callers (see `shape`).
+macro_rules! error_shapes {
+  ($expand:ident) => {
+    $expand! {
+      in crate::engine::error;
+
+      #[doc = "One node's failure in an `ERR_QUORUM_UNAVAILABLE` error."]
+      #[derive(Clone, Debug, PartialEq, Eq)]
+      pub struct NodeError {
+        #[doc = "The node as `host:port`, never with its password."]
+        pub node: String,
+        #[doc = "Why it did not answer, or why its answer did not count."]
+        pub message: String,
+      }
+    }
+  };
 }
+
+pub(crate) use error_shapes;
+error_shapes!(plain);
 
 #[derive(Clone, Debug, PartialEq)]
 pub enum LockError {
@@ -24,6 +40,9 @@ pub enum LockError {
     nodes: usize,
     node_errors: Vec<NodeError>,
   },
+  /// A bug inside the library (a panic caught at the boundary), with its
+  /// message.
+  Internal(String),
 }
 
 impl LockError {
@@ -33,6 +52,7 @@ impl LockError {
       LockError::Closed => "ERR_LOCK_CLOSED",
       LockError::Aborted => "ABORT_ERR",
       LockError::QuorumUnavailable { .. } => "ERR_QUORUM_UNAVAILABLE",
+      LockError::Internal(_) => "ERR_INTERNAL",
     }
   }
 }
@@ -58,6 +78,10 @@ impl fmt::Display for LockError {
         }
         Ok(())
       }
+      LockError::Internal(message) => write!(
+        f,
+        "internal error in redis-quorum-lock (please report it): {message}"
+      ),
     }
   }
 }

@@ -26,10 +26,17 @@ pub enum Reply {
   Failed(String),
 }
 
+/// What the nodes answered to one command, and what that decided.
 pub struct Votes {
   pub verdict: Verdict,
   /// One reply per node, in the order of the nodes.
   pub replies: Vec<Reply>,
+  /// How long after the command was issued each node's reply (or failure)
+  /// came; `None` for the nodes that had not answered when it was decided.
+  pub latencies: Vec<Option<Duration>>,
+  /// The quarantine the tally applied: a node in it answered, but its vote
+  /// did not count.
+  pub quarantine: Option<Duration>,
 }
 
 /// A command issued to every node, its replies still to come.
@@ -62,8 +69,11 @@ pub async fn tally(
 ) -> Votes {
   let mut tally = Tally::new(nodes.len());
   let mut replies = vec![Reply::Pending; nodes.len()];
-  let mut deadline = pin!(tokio::time::sleep_until((issued.at + timeout).into()));
+  let mut latencies = vec![None; nodes.len()];
+  let issued_at = issued.at;
+  let mut deadline = pin!(tokio::time::sleep_until((issued_at + timeout).into()));
   let mut count = |i: usize, answered: Answered| {
+    latencies[i] = Some(issued_at.elapsed());
     let counts = quarantine.is_none_or(|max_ttl| nodes[i].quarantine_left(max_ttl).is_none());
     match answered.map(|value| (vote(&value), value)) {
       Ok((Some(granted), _)) => {
@@ -115,6 +125,8 @@ pub async fn tally(
   Votes {
     verdict: tally.verdict(),
     replies,
+    latencies,
+    quarantine,
   }
 }
 

@@ -1,5 +1,8 @@
 //! The Redlock orchestration: acquire, extend and release at quorum,
 //! compute the validity, clean up after a failed attempt, retry, and close.
+//! Each call reports what decided it (`Decided`): its outcome, its
+//! attempts, and what each node answered in the deciding attempt, turned
+//! into `NodeVote`s only for a caller that asks.
 
 use std::future::Future;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -11,10 +14,12 @@ use tokio::sync::watch;
 use super::config::{AcquireOptions, LockConfig, Retries};
 use super::connection::NodeClient;
 use super::error::{LockError, NodeError};
-use super::fanout::Reply;
+use super::fanout::{Reply, Votes};
+use super::lifecycle::Lifecycle;
 use super::quorum::{quorum_of, validity_ms, Verdict};
 use super::registry::{HeldLock, Registry};
 use super::scripts::{fence_key, Scripts};
+use super::shape::plain;
 use super::tracker::{Tracked, Tracker};
 use super::waiters::{Waiters, Waiting};
 use super::watchdog::Schedule;
@@ -27,27 +32,72 @@ mod keep_alive;
 mod lease;
 mod waits;
 
-pub use inspect::{HealthReport, LockInfo, NodeHealth, NodeLock};
+pub(crate) use inspect::report_shapes;
+pub use inspect::{HealthReport, LockInfo, NodeHealth, NodeLockInfo};
 
-/// A lock this instance acquired, as the caller sees it.
-#[derive(Clone, Debug)]
-pub struct Acquired {
-  /// The registry id the caller passes back to extend and release.
-  pub id: u64,
-  /// This owner's random token; the stored value adds the metadata to it.
-  pub value: Arc<str>,
-  pub validity: Validity,
-  pub attempts: u32,
-  pub fencing_token: Option<u64>,
+/// What acquire, extend and release give their callers (see `shape`).
+macro_rules! call_shapes {
+  ($expand:ident) => {
+    $expand! {
+      in crate::engine::lock;
+
+      #[doc = "A lock this instance acquired: what its handle holds."]
+      #[derive(Clone, Debug, PartialEq)]
+      pub struct Acquired {
+        #[doc = "The registry id the caller passes back to extend and release."]
+        pub id: u64,
+        #[doc = "This owner's random token; the stored value adds the metadata to it."]
+        pub value: String,
+        #[doc = "The guaranteed time in ms, as in `Validity`."]
+        pub validity_ms: u32,
+        #[doc = "Epoch ms at which the guaranteed time ends."]
+        pub expires_at: f64,
+        #[doc = "How many attempts the acquire made."]
+        pub attempts: u32,
+        #[doc = "With fencing: larger than the token of every earlier holder of each resource."]
+        pub fencing_token: Option<u64>,
+      }
+
+      #[doc = "How long a lease is guaranteed, counted from when the attempt that"]
+      #[doc = "won it (or the extension) was issued, and when that ends."]
+      #[derive(Clone, Copy, Debug, PartialEq)]
+      pub struct Validity {
+        #[doc = "The guaranteed time in ms: `ttl - elapsed - drift`."]
+        pub ms: u32,
+        #[doc = "Epoch ms at which the guaranteed time ends."]
+        pub expires_at: f64,
+      }
+
+      #[doc = "What one node answered in the attempt that decided a call."]
+      #[derive(Clone, Debug, PartialEq)]
+      pub struct NodeVote {
+        #[doc = "The node as `host:port`, never with its password."]
+        pub node: String,
+        pub vote: Vote,
+        #[doc = "Why the vote failed: the node's error, no reply in time, or the"]
+        #[doc = "restart quarantine (the node answered, but its vote did not count)."]
+        pub error: Option<String>,
+        #[doc = "How long after the command was issued the node's reply (or its"]
+        #[doc = "failure) came, in ms; absent while it was pending."]
+        pub latency_ms: Option<f64>,
+      }
+
+      #[doc = "A node's vote: it granted, it refused (another owner holds the"]
+      #[doc = "lock, or this owner lost it there), it failed (see `error`), or it"]
+      #[doc = "had not answered yet when the call was decided."]
+      #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+      pub enum Vote {
+        Granted,
+        Refused,
+        Failed,
+        Pending,
+      }
+    }
+  };
 }
 
-/// How long a lease is guaranteed, counted from the moment its quorum was
-/// reached, and that end as wall-clock time for callers that need a date.
-#[derive(Clone, Copy, Debug, PartialEq)]
-pub struct Validity {
-  pub ms: u64,
-  pub expires_at_epoch_ms: f64,
-}
+pub(crate) use call_shapes;
+call_shapes!(plain);
 
 impl Validity {
   fn from_now(ms: u64) -> Self {
@@ -55,8 +105,36 @@ impl Validity {
       .duration_since(std::time::UNIX_EPOCH)
       .unwrap_or_default();
     Validity {
-      ms,
-      expires_at_epoch_ms: (now.as_millis() as u64 + ms) as f64,
+      // A validity never exceeds its TTL, at most 2^31 - 1 ms.
+      ms: ms.min(u64::from(u32::MAX)) as u32,
+      expires_at: (now.as_millis() as u64 + ms) as f64,
+    }
+  }
+}
+
+/// What decided a call: its outcome, how many attempts it made, and the
+/// votes of the deciding attempt (`None` when no node was asked: the
+/// instance was closed, or the lock not held).
+pub struct Decided<T> {
+  pub outcome: Result<T, LockError>,
+  pub attempts: u32,
+  pub votes: Option<Votes>,
+}
+
+impl<T> Decided<T> {
+  fn unasked(outcome: Result<T, LockError>) -> Self {
+    Decided {
+      outcome,
+      attempts: 0,
+      votes: None,
+    }
+  }
+
+  fn once(outcome: T, votes: Votes) -> Self {
+    Decided {
+      outcome: Ok(outcome),
+      attempts: 1,
+      votes: Some(votes),
     }
   }
 }
@@ -72,7 +150,7 @@ struct Inner {
   schedule: Arc<Schedule>,
   waiters: Waiters,
   on_lost: LostSink,
-  closed: watch::Sender<bool>,
+  lifecycle: Lifecycle,
   work: Arc<Tracker>,
   /// The longest TTL configured or used so far: how long a node that
   /// restarted without its data stays out of the quorum.
@@ -88,7 +166,7 @@ pub struct Engine {
 impl Drop for Inner {
   /// An instance dropped without `close` stops its tasks and connections too.
   fn drop(&mut self) {
-    self.schedule.stop();
+    self.lifecycle.close();
     self.waiters.close();
     for node in &self.nodes {
       node.close();
@@ -102,7 +180,7 @@ struct InFlight;
 impl InFlight {
   fn enter(inner: &Inner) -> Result<Tracked, LockError> {
     let tracked = Tracker::track(&inner.work);
-    if *inner.closed.borrow() {
+    if inner.lifecycle.is_closed() {
       return Err(LockError::Closed);
     }
     Ok(tracked)
@@ -131,16 +209,17 @@ impl Engine {
       })
       .collect::<Result<Vec<_>, _>>()
       .map_err(LockError::InvalidArg)?;
-    let waiters = Waiters::new(&nodes, config.command_timeout);
+    let lifecycle = Lifecycle::default();
+    let waiters = Waiters::new(&nodes, config.command_timeout, lifecycle.clone());
     Ok(Engine {
       inner: Arc::new(Inner {
         nodes,
         scripts: Scripts::default(),
         registry: Mutex::new(Registry::default()),
-        schedule: Arc::new(Schedule::default()),
+        schedule: Arc::new(Schedule::new(lifecycle.clone())),
         waiters,
         on_lost,
-        closed: watch::Sender::new(false),
+        lifecycle,
         work,
         max_ttl_ms: AtomicU64::new(config.max_ttl_ms.unwrap_or(0).max(config.lock_ttl_ms)),
         config,
@@ -152,10 +231,6 @@ impl Engine {
     &self.inner.config
   }
 
-  pub fn is_closed(&self) -> bool {
-    *self.inner.closed.borrow()
-  }
-
   /// Tries until a majority grants within the validity, or the retries run
   /// out: `None` when another owner holds a resource, an error when too few
   /// nodes answered the last attempt. The first attempt is issued now.
@@ -165,7 +240,7 @@ impl Engine {
     ttl_ms: u64,
     options: AcquireOptions,
     cancel: Option<watch::Receiver<bool>>,
-  ) -> impl Future<Output = Result<Option<Acquired>, LockError>> + Send + 'static {
+  ) -> impl Future<Output = Decided<Option<Acquired>>> + Send + 'static {
     let inner = self.inner.clone();
     let begun = InFlight::enter(&inner).map(|in_flight| {
       let plan = inner.plan(resources, ttl_ms, &options);
@@ -173,8 +248,15 @@ impl Engine {
       (in_flight, plan, first)
     });
     async move {
-      let (_in_flight, plan, first) = begun?;
-      inner.acquire(plan, first, options, cancel).await
+      let (_in_flight, plan, first) = match begun {
+        Ok(begun) => begun,
+        Err(error) => return Decided::unasked(Err(error)),
+      };
+      let mut decided = Decided::unasked(Ok(None));
+      decided.outcome = inner
+        .attempts(plan, first, options, cancel, &mut decided)
+        .await;
+      decided
     }
   }
 
@@ -186,21 +268,24 @@ impl Engine {
     &self,
     id: u64,
     ttl_ms: Option<u64>,
-  ) -> impl Future<Output = Result<Option<Validity>, LockError>> + Send + 'static {
+  ) -> impl Future<Output = Decided<Option<Validity>>> + Send + 'static {
     let inner = self.inner.clone();
     let begun =
       InFlight::enter(&inner).map(|in_flight| (in_flight, inner.begin_extend(id, ttl_ms)));
     async move {
-      let (_in_flight, extension) = begun?;
+      let (_in_flight, extension) = match begun {
+        Ok(begun) => begun,
+        Err(error) => return Decided::unasked(Err(error)),
+      };
       let Some(extension) = extension else {
-        return Ok(None);
+        return Decided::unasked(Ok(None));
       };
       let lock = extension.lock.clone();
       match inner.finish_extend(extension).await {
-        (Some(ms), _) => Ok(Some(Validity::from_now(ms))),
-        (None, replies) => {
-          inner.give_up(id, &lock, &replies).await;
-          Ok(None)
+        (Some(ms), votes) => Decided::once(Some(Validity::from_now(ms)), votes),
+        (None, votes) => {
+          inner.give_up(id, &lock, &votes.replies).await;
+          Decided::once(None, votes)
         }
       }
     }
@@ -208,7 +293,7 @@ impl Engine {
 
   /// Deletes the lock wherever this owner still holds it; `true` when a
   /// majority still did. A lock released before resolves `false`. Issued now.
-  pub fn release(&self, id: u64) -> impl Future<Output = Result<bool, LockError>> + Send + 'static {
+  pub fn release(&self, id: u64) -> impl Future<Output = Decided<bool>> + Send + 'static {
     let inner = self.inner.clone();
     let begun = InFlight::enter(&inner).map(|in_flight| {
       let release = inner
@@ -218,12 +303,41 @@ impl Engine {
       (in_flight, release)
     });
     async move {
-      let (_in_flight, release) = begun?;
-      match release {
-        Some(release) => Ok(inner.finish_release(release).await),
-        None => Ok(false),
+      match begun {
+        Ok((_in_flight, Some(release))) => {
+          let (released, votes) = inner.finish_release(release).await;
+          Decided::once(released, votes)
+        }
+        Ok((_in_flight, None)) => Decided::unasked(Ok(false)),
+        Err(error) => Decided::unasked(Err(error)),
       }
     }
+  }
+
+  /// What each node answered in `votes`, as callers read it. Built only
+  /// when a caller asks: a call keeps its replies as they came.
+  pub fn node_votes(&self, votes: &Votes) -> Vec<NodeVote> {
+    let inner = &self.inner;
+    let nodes = inner.nodes.iter().zip(&votes.replies).zip(&votes.latencies);
+    nodes
+      .map(|((node, reply), latency)| {
+        let (vote, error) = match reply {
+          Reply::Granted | Reply::Refused => match uncounted(node, votes.quarantine) {
+            Some(why) => (Vote::Failed, Some(why)),
+            None if *reply == Reply::Granted => (Vote::Granted, None),
+            None => (Vote::Refused, None),
+          },
+          Reply::Failed(message) => (Vote::Failed, Some(message.clone())),
+          Reply::Pending => (Vote::Pending, None),
+        };
+        NodeVote {
+          node: node.label().to_string(),
+          vote,
+          error,
+          latency_ms: latency.map(|after| after.as_secs_f64() * 1000.0),
+        }
+      })
+      .collect()
   }
 
   /// Refuses new calls at once; the returned future releases every lock
@@ -232,7 +346,7 @@ impl Engine {
   /// fail with `LockError::Closed`; the future of a second close does
   /// nothing.
   pub fn close(&self) -> impl Future<Output = ()> + Send + 'static {
-    let first = !self.inner.closed.send_replace(true);
+    let first = self.inner.lifecycle.close();
     let inner = self.inner.clone();
     async move {
       if first {
@@ -246,6 +360,7 @@ impl Inner {
   /// What every attempt of an acquire of `resources` shares.
   fn plan(&self, resources: &[String], ttl_ms: u64, options: &AcquireOptions) -> Plan {
     let config = &self.config;
+    self.use_ttl(ttl_ms);
     let keys: Arc<[String]> = resources
       .iter()
       .map(|resource| format!("{}{resource}", config.key_prefix))
@@ -263,31 +378,32 @@ impl Inner {
       deadline: options.wait.map(|wait| Instant::now() + wait),
       ttl_ms,
       timeout: config.command_timeout.min(Duration::from_millis(ttl_ms)),
-      quarantine: self.quarantine(ttl_ms),
+      quarantine: self.quarantine(),
     }
   }
 
   /// The attempts of one acquire, the first already begun, and the waits
-  /// between them.
-  async fn acquire(
+  /// between them, until it is decided; counts the attempts and keeps the
+  /// latest one's votes in `decided`.
+  async fn attempts(
     self: &Arc<Self>,
     plan: Plan,
     first: Begun,
     options: AcquireOptions,
     cancel: Option<watch::Receiver<bool>>,
+    decided: &mut Decided<Option<Acquired>>,
   ) -> Result<Option<Acquired>, LockError> {
     let config = &self.config;
     let mut waiting: Option<Waiting> = None;
     let aborted = || cancel.as_ref().is_some_and(|cancel| *cancel.borrow());
     let mut next = Some(first);
-    let mut attempts: u32 = 0;
     loop {
       let begun = match next.take() {
         Some(begun) => begun,
         None if aborted() => return Err(LockError::Aborted),
         None => self.begin_attempt(&plan),
       };
-      attempts += 1;
+      decided.attempts += 1;
       let attempt = self.finish_attempt(&plan, begun).await;
       let verdict = attempt.verdict();
       if verdict == Verdict::Won && !aborted() {
@@ -301,30 +417,34 @@ impl Inner {
             valid_until: Instant::now() + Duration::from_millis(validity_ms),
             gone_at: attempt.start + Duration::from_millis(plan.ttl_ms) + config.command_timeout,
           };
-          return match self.register(lock) {
-            Some(id) => {
-              if options.auto_extend {
-                Inner::watch(self, id, validity_ms);
-              }
-              Ok(Some(Acquired {
-                id,
-                value: attempt.token.clone(),
-                validity: Validity::from_now(validity_ms),
-                attempts,
-                fencing_token: attempt.fencing_token,
-              }))
-            }
-            None => {
-              self.clean_up_attempt(&plan.keys, &attempt).await;
-              Err(LockError::Closed)
-            }
+          let registered = self.register(lock);
+          if registered.is_none() {
+            self.clean_up_attempt(&plan.keys, &attempt).await;
+          }
+          let (token, fencing_token) = (attempt.token.to_string(), attempt.fencing_token);
+          decided.votes = Some(attempt.into_deciding());
+          let Some(id) = registered else {
+            return Err(LockError::Closed);
           };
+          if options.auto_extend {
+            Inner::watch(self, id, validity_ms);
+          }
+          let validity = Validity::from_now(validity_ms);
+          return Ok(Some(Acquired {
+            id,
+            value: token,
+            validity_ms: validity.ms,
+            expires_at: validity.expires_at,
+            attempts: decided.attempts,
+            fencing_token,
+          }));
         }
       }
       self.clean_up_attempt(&plan.keys, &attempt).await;
+      let votes = decided.votes.insert(attempt.into_deciding());
       let retries_left = match options.retry.retries {
         Retries::Unlimited => true,
-        Retries::Limited(retries) => attempts <= retries,
+        Retries::Limited(retries) => decided.attempts <= retries,
       };
       let time_left = plan
         .deadline
@@ -332,7 +452,7 @@ impl Inner {
       if !retries_left || !time_left || aborted() {
         return match verdict {
           _ if aborted() => Err(LockError::Aborted),
-          Verdict::Unavailable => Err(self.unavailable(attempt.deciding(), plan.quarantine)),
+          Verdict::Unavailable => Err(self.unavailable(votes)),
           _ => Ok(None),
         };
       }
@@ -350,9 +470,8 @@ impl Inner {
   /// held while calls in flight and their commands finish, all within one
   /// command timeout, whatever the nodes do; then closes the connections.
   async fn shut_down(&self) {
-    self.schedule.stop();
     self.waiters.close();
-    let held = self.registry().close();
+    let held = self.registry().drain();
     let releases = held
       .into_iter()
       .map(|lock| self.finish_release(self.begin_release(lock)));
@@ -368,39 +487,41 @@ impl Inner {
     self.registry.lock().unwrap_or_else(|e| e.into_inner())
   }
 
+  /// Keeps `lock` unless the instance is closed, checked while the registry
+  /// is held: `close` closes first and drains it after, so a lock is either
+  /// refused here or released there.
   fn register(&self, lock: HeldLock) -> Option<u64> {
     let mut registry = self.registry();
-    if *self.closed.borrow() {
+    if self.lifecycle.is_closed() {
       return None;
     }
-    registry.insert(lock)
+    Some(registry.insert(lock))
+  }
+
+  /// Counts `ttl_ms` as a TTL in use: a node that restarted without its
+  /// data stays out of the quorum at least that long from then on.
+  fn use_ttl(&self, ttl_ms: u64) {
+    self.max_ttl_ms.fetch_max(ttl_ms, Ordering::Relaxed);
   }
 
   /// How long a node that restarted without its data stays out of the
-  /// quorum, counting `ttl_ms` as used; `None` with quarantine off.
-  fn quarantine(&self, ttl_ms: u64) -> Option<Duration> {
-    if !self.config.restart_quarantine {
-      return None;
-    }
-    let before = self.max_ttl_ms.fetch_max(ttl_ms, Ordering::Relaxed);
-    Some(Duration::from_millis(before.max(ttl_ms)))
+  /// quorum: the longest TTL configured or used; `None` with quarantine off.
+  fn quarantine(&self) -> Option<Duration> {
+    self
+      .config
+      .restart_quarantine
+      .then(|| Duration::from_millis(self.max_ttl_ms.load(Ordering::Relaxed)))
   }
 
-  fn unavailable(&self, replies: &[Reply], quarantine: Option<Duration>) -> LockError {
+  fn unavailable(&self, votes: &Votes) -> LockError {
     let node_errors = self
       .nodes
       .iter()
-      .zip(replies)
+      .zip(&votes.replies)
       .filter_map(|(node, reply)| {
         let message = match reply {
           Reply::Failed(message) => message.clone(),
-          _ => {
-            let left = node.quarantine_left(quarantine?)?;
-            format!(
-              "restarted less than max_ttl_ms ago without durable persistence (AOF with appendfsync always), so it may have forgotten locks; its vote counts again in {} ms",
-              left.as_millis()
-            )
-          }
+          _ => uncounted(node, votes.quarantine)?,
         };
         Some(NodeError {
           node: node.label().to_string(),
@@ -414,4 +535,14 @@ impl Inner {
       node_errors,
     }
   }
+}
+
+/// Why `node`'s answer does not count toward the quorum, under `quarantine`,
+/// if it does not.
+fn uncounted(node: &NodeClient, quarantine: Option<Duration>) -> Option<String> {
+  let left = node.quarantine_left(quarantine?)?;
+  Some(format!(
+    "restarted less than max_ttl_ms ago without durable persistence (AOF with appendfsync always), so it may have forgotten locks; its vote counts again in {} ms",
+    left.as_millis()
+  ))
 }

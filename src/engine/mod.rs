@@ -6,21 +6,24 @@
 //! `connection` one connection per node that delivers commands in issue
 //! order, `scripts` the commands and Lua scripts, `fanout`
 //! one command issued to every node and tallied at quorum, `registry` the
-//! locks held, `tracker` the work under way, `watchdog` the schedule of
-//! auto-extended leases, `waiters` the release notifications, `lock` the
-//! orchestration, and `error` the error codes. It is tested with `cargo test`
-//! alone.
+//! locks held, `tracker` the work under way, `lifecycle` the one closed
+//! state, `watchdog` the schedule of auto-extended leases, `waiters` the
+//! release notifications, `lock` the orchestration, `error` the error codes,
+//! and `shape` how the shapes callers read are declared once. It is tested
+//! with `cargo test` alone.
 
 pub mod config;
 pub mod connection;
 pub mod credentials;
 pub mod error;
 pub mod fanout;
+pub mod lifecycle;
 pub mod lock;
 pub mod node;
 pub mod quorum;
 pub mod registry;
 pub mod scripts;
+pub mod shape;
 pub mod tracker;
 pub mod waiters;
 pub mod watchdog;

@@ -10,22 +10,47 @@ use std::fmt;
 use redis::{ConnectionAddr, ConnectionInfo, IntoConnectionInfo, RedisConnectionInfo};
 
 use super::credentials::CredentialSource;
+use super::shape::plain;
 
 pub const DEFAULT_PORT: u16 = 6379;
 
-#[derive(Clone, PartialEq, Eq)]
-pub struct NodeConfig {
-  pub host: String,
-  pub port: u16,
-  pub username: Option<String>,
-  pub password: Option<String>,
-  pub db: u32,
-  pub tls: bool,
-  /// Where the user name and password of each connection come from, when
-  /// they change: they then replace `username` (if it gives one) and
-  /// `password`.
-  pub credentials: Option<CredentialSource>,
+/// A node's address and credentials as callers read them (see `shape`).
+macro_rules! node_shapes {
+  ($expand:ident) => {
+    $expand! {
+      in crate::engine::node;
+
+      #[doc = "A node of the quorum as a lock resolves it from its options and"]
+      #[doc = "the environment."]
+      #[derive(Clone, PartialEq, Eq)]
+      pub struct NodeConfig {
+        #[doc = "Host name or IP address (an IPv6 address without brackets)."]
+        pub host: String,
+        #[doc = "Port."]
+        pub port: u16,
+        #[doc = "ACL user name, if any."]
+        pub username: Option<String>,
+        #[doc = "Password, if any: keep it out of logs."]
+        pub password: Option<String>,
+        #[doc = "Database number."]
+        pub db: u32,
+        #[doc = "Whether the node is reached over TLS."]
+        pub tls: bool,
+        #[doc = "`host:port` (an IPv6 address in brackets), safe to print; set"]
+        #[doc = "with the host and port, which never change after."]
+        pub label: String,
+        #[doc(hidden)]
+        #[doc = "Where the user name and password of each connection come from, when"]
+        #[doc = "they change: they then replace `username` (if it gives one) and"]
+        #[doc = "`password`. Hidden from callers: a function does not cross."]
+        pub credentials: Option<CredentialSource>,
+      }
+    }
+  };
 }
+
+pub(crate) use node_shapes;
+node_shapes!(plain);
 
 impl fmt::Debug for NodeConfig {
   fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -36,6 +61,7 @@ impl fmt::Debug for NodeConfig {
       .field("password", &self.password.as_ref().map(|_| "<redacted>"))
       .field("db", &self.db)
       .field("tls", &self.tls)
+      .field("label", &self.label)
       .field("credentials", &self.credentials)
       .finish()
   }
@@ -59,6 +85,7 @@ impl NodeConfig {
       password: None,
       db: 0,
       tls: false,
+      label: label(host, port),
       credentials: None,
     })
   }
@@ -107,8 +134,8 @@ impl NodeConfig {
   }
 
   /// `host:port`, with brackets around an IPv6 address; safe to print.
-  pub fn label(&self) -> String {
-    label(&self.host, self.port)
+  pub fn label(&self) -> &str {
+    &self.label
   }
 
   /// Two entries that reach the same server are not independent nodes.
@@ -599,7 +626,7 @@ mod tests {
     let n = node(&format!("redis://u:{}@h:1", KEY.replace('/', "%2F")));
     assert_eq!(n.password.as_deref(), Some(KEY));
     assert_eq!(leaked(&format!("{n:?}"), KEY), None);
-    assert_eq!(leaked(&n.label(), KEY), None);
+    assert_eq!(leaked(n.label(), KEY), None);
     assert_eq!(
       n.redact(&format!("WRONGPASS {KEY}")),
       "WRONGPASS <redacted>"

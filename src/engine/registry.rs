@@ -1,5 +1,8 @@
 //! The locks this instance holds, by the id its handles carry: so that a
-//! handle can be checked, and `close` can release what is still held.
+//! handle can be checked, and `close` can release what is still held. The
+//! registry has no closed state of its own: the lock checks its lifecycle
+//! while it holds the registry, before each insert, and `close` drains it
+//! after closing.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -27,18 +30,14 @@ pub struct Registry {
   /// The size at which expired entries are swept next, so that handles a
   /// caller dropped without releasing cost nothing once their keys expired.
   sweep_at: usize,
-  closed: bool,
 }
 
 /// Below this many entries the registry is not swept at all.
 const MIN_SWEEP: usize = 1024;
 
 impl Registry {
-  /// Keeps `lock` and returns its id; `None` once closed.
-  pub fn insert(&mut self, lock: HeldLock) -> Option<u64> {
-    if self.closed {
-      return None;
-    }
+  /// Keeps `lock` and returns its id.
+  pub fn insert(&mut self, lock: HeldLock) -> u64 {
     if self.locks.len() >= self.sweep_at {
       let now = Instant::now();
       self.locks.retain(|_, held| held.gone_at > now);
@@ -46,7 +45,7 @@ impl Registry {
     }
     let id = NEXT_ID.fetch_add(1, Ordering::Relaxed);
     self.locks.insert(id, lock);
-    Some(id)
+    id
   }
 
   pub fn get(&self, id: u64) -> Option<HeldLock> {
@@ -71,9 +70,8 @@ impl Registry {
     }
   }
 
-  /// Refuses every later insert and hands over what is still held.
-  pub fn close(&mut self) -> Vec<HeldLock> {
-    self.closed = true;
+  /// Hands over everything still held.
+  pub fn drain(&mut self) -> Vec<HeldLock> {
     self.locks.drain().map(|(_, lock)| lock).collect()
   }
 }
@@ -98,7 +96,7 @@ mod tests {
     let mut registry = Registry::default();
     let past = Instant::now() - Duration::from_secs(1);
     let future = Instant::now() + Duration::from_secs(60);
-    let live = registry.insert(lock(future)).unwrap();
+    let live = registry.insert(lock(future));
     for _ in 0..10 * MIN_SWEEP {
       registry.insert(lock(past));
     }
@@ -111,15 +109,15 @@ mod tests {
   }
 
   #[test]
-  fn ids_are_unique_and_closing_hands_over_every_lock() {
+  fn ids_are_unique_and_draining_hands_over_every_lock() {
     let mut registry = Registry::default();
     let future = Instant::now() + Duration::from_secs(60);
-    let a = registry.insert(lock(future)).unwrap();
-    let b = registry.insert(lock(future)).unwrap();
+    let a = registry.insert(lock(future));
+    let b = registry.insert(lock(future));
     assert_ne!(a, b);
     assert!(registry.remove(a).is_some());
     assert!(registry.remove(a).is_none());
-    assert_eq!(registry.close().len(), 1);
-    assert!(registry.insert(lock(future)).is_none());
+    assert_eq!(registry.drain().len(), 1);
+    assert!(registry.get(b).is_none());
   }
 }

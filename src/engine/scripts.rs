@@ -105,8 +105,15 @@ impl Scripts {
     evalsha(&self.extend, keys, &[value, &ttl_ms.to_string()])
   }
 
+  /// Deletes the owner's keys and wakes their waiters.
   pub fn release(&self, keys: &[String], value: &str) -> Request {
-    evalsha(&self.release, keys, &[value])
+    evalsha(&self.release, keys, &[value, "1"])
+  }
+
+  /// The release of an attempt that failed: the same deletes, announced to
+  /// no waiter.
+  pub fn clean_up(&self, keys: &[String], value: &str) -> Request {
+    evalsha(&self.release, keys, &[value, "0"])
   }
 }
 
@@ -128,6 +135,7 @@ mod tests {
       (scripts.acquire(&keys, "v", 100), ACQUIRE_ALL),
       (scripts.extend(&keys, "v", 100), EXTEND),
       (scripts.release(&keys, "v"), RELEASE),
+      (scripts.clean_up(&keys, "v"), RELEASE),
     ] {
       let args: Vec<_> = request.cmd.args_iter().collect();
       let redis::Arg::Simple(hash) = args[1] else {
@@ -141,6 +149,18 @@ mod tests {
       set.cmd.args_iter().next(),
       Some(redis::Arg::Simple(&b"SET"[..]))
     );
+  }
+
+  #[test]
+  fn a_release_announces_itself_and_a_clean_up_does_not() {
+    let scripts = Scripts::default();
+    let keys = ["redlock:a".to_string()];
+    let last = |request: Request| match request.cmd.args_iter().last() {
+      Some(redis::Arg::Simple(flag)) => flag.to_vec(),
+      _ => panic!("no flag"),
+    };
+    assert_eq!(last(scripts.release(&keys, "v")), b"1");
+    assert_eq!(last(scripts.clean_up(&keys, "v")), b"0");
   }
 
   #[test]

@@ -28,6 +28,7 @@ use tokio::sync::{mpsc, oneshot, Notify};
 use tokio::task::AbortHandle;
 
 use super::connection::{next_backoff, NodeClient, Subscriber};
+use super::lifecycle::Lifecycle;
 
 /// The waiters of one key.
 struct Channel {
@@ -50,15 +51,15 @@ struct Task {
   handle: AbortHandle,
 }
 
-#[derive(Default)]
+/// One per node.
 struct Tasks {
-  closed: bool,
-  /// One per node.
   nodes: Vec<Option<Task>>,
 }
 
 struct Shared {
   nodes: Vec<NodeClient>,
+  /// The instance's: no task starts once it is closed.
+  lifecycle: Lifecycle,
   /// The bound of every `SUBSCRIBE` and `UNSUBSCRIBE`.
   timeout: Duration,
   channels: Mutex<HashMap<String, Channel>>,
@@ -77,14 +78,14 @@ pub struct Waiting {
 }
 
 impl Waiters {
-  pub fn new(nodes: &[NodeClient], timeout: Duration) -> Self {
+  pub fn new(nodes: &[NodeClient], timeout: Duration, lifecycle: Lifecycle) -> Self {
     Waiters {
       shared: Arc::new(Shared {
         nodes: nodes.to_vec(),
+        lifecycle,
         timeout,
         channels: Mutex::default(),
         tasks: Mutex::new(Tasks {
-          closed: false,
           nodes: nodes.iter().map(|_| None).collect(),
         }),
       }),
@@ -127,10 +128,10 @@ impl Waiters {
   }
 
   /// Stops every node's task, which closes its subscription connection;
-  /// waits in progress end with the lock instance's close.
+  /// waits in progress end with the lock instance's close. Call once the
+  /// instance is closed: a task started after this would be left running.
   pub fn close(&self) {
     let mut tasks = self.shared.tasks();
-    tasks.closed = true;
     for task in tasks.nodes.iter_mut().filter_map(Option::take) {
       task.handle.abort();
     }
@@ -150,7 +151,9 @@ impl Shared {
   /// one receiver per node, which ends once it tried them.
   fn joined(self: &Arc<Self>, keys: &[String]) -> Vec<oneshot::Receiver<()>> {
     let mut tasks = self.tasks();
-    if tasks.closed {
+    // Checked under the lock that `close` takes after closing, so a task
+    // is either refused here or seen and stopped there.
+    if self.lifecycle.is_closed() {
       return Vec::new();
     }
     let mut tried = Vec::new();

@@ -11,15 +11,26 @@ use std::time::Duration;
 use tokio::sync::Notify;
 use tokio::time::Instant;
 
-#[derive(Default)]
+use super::lifecycle::Lifecycle;
+
 pub struct Schedule {
   due: Mutex<BinaryHeap<Reverse<(Instant, u64)>>>,
   changed: Notify,
   running: AtomicBool,
-  stopped: AtomicBool,
+  /// The instance's: the schedule ends when it closes.
+  lifecycle: Lifecycle,
 }
 
 impl Schedule {
+  pub fn new(lifecycle: Lifecycle) -> Self {
+    Schedule {
+      due: Mutex::default(),
+      changed: Notify::new(),
+      running: AtomicBool::new(false),
+      lifecycle,
+    }
+  }
+
   /// Schedules lock `id` for extension at `at`. `true` the first time, when
   /// the caller must start the task that serves the schedule.
   pub fn add(&self, id: u64, at: Instant) -> bool {
@@ -28,18 +39,12 @@ impl Schedule {
     !self.running.swap(true, Ordering::SeqCst)
   }
 
-  /// Ends the task that serves the schedule.
-  pub fn stop(&self) {
-    self.stopped.store(true, Ordering::SeqCst);
-    self.changed.notify_one();
-  }
-
-  /// Waits until at least one lease is due or the schedule stops; returns
-  /// the due ids, or `None` once stopped.
+  /// Waits until at least one lease is due or the instance closes; returns
+  /// the due ids, or `None` once closed.
   pub async fn next_due(&self) -> Option<Vec<u64>> {
     loop {
       let changed = self.changed.notified();
-      if self.stopped.load(Ordering::SeqCst) {
+      if self.lifecycle.is_closed() {
         return None;
       }
       let now = Instant::now();
@@ -58,14 +63,16 @@ impl Schedule {
         }
         due.peek().map(|Reverse((at, _))| *at)
       };
-      match next {
-        Some(at) => {
-          tokio::select! {
-            () = tokio::time::sleep_until(at) => {}
-            () = changed => {}
-          }
+      let sleep = async {
+        match next {
+          Some(at) => tokio::time::sleep_until(at).await,
+          None => std::future::pending().await,
         }
-        None => changed.await,
+      };
+      tokio::select! {
+        () = sleep => {}
+        () = changed => {}
+        () = self.lifecycle.closed() => return None,
       }
     }
   }
@@ -105,14 +112,21 @@ mod tests {
   }
 
   #[tokio::test(flavor = "current_thread", start_paused = true)]
-  async fn due_leases_come_in_time_order_and_stop_ends_the_wait() {
-    let schedule = Schedule::default();
+  async fn due_leases_come_in_time_order_and_closing_ends_the_wait() {
+    let lifecycle = Lifecycle::default();
+    let schedule = Schedule::new(lifecycle.clone());
     let now = Instant::now();
     assert!(schedule.add(2, now + Duration::from_millis(200)));
     assert!(!schedule.add(1, now + Duration::from_millis(100)));
     assert_eq!(schedule.next_due().await, Some(vec![1]));
     assert_eq!(schedule.next_due().await, Some(vec![2]));
-    schedule.stop();
+    assert!(!schedule.add(3, now + Duration::from_secs(60)));
+    let close = async {
+      tokio::task::yield_now().await;
+      lifecycle.close();
+    };
+    let (due, ()) = tokio::join!(schedule.next_due(), close);
+    assert_eq!(due, None, "closing ends a wait under way");
     assert_eq!(schedule.next_due().await, None);
   }
 }

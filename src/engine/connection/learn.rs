@@ -1,30 +1,31 @@
 //! What a node tells about itself when a connection opens: its run id,
-//! uptime and persistence.
+//! version, uptime and persistence.
 
 use std::time::Duration;
 
 use redis::Value;
 
 /// What a node says about itself when a connection opens.
+#[derive(Debug, Default, PartialEq)]
 pub(super) struct Learnt {
   pub run_id: Option<String>,
+  pub version: Option<String>,
   pub uptime: Option<Duration>,
   pub durable: Option<bool>,
 }
 
-/// The run id, uptime and persistence from the replies to `INFO server` and
-/// `CONFIG GET append*`. A node that refuses either (managed services often
-/// do) is not an error: what it does not tell is assumed the unsafe way.
+/// The run id, version, uptime and persistence from the replies to `INFO
+/// server` and `CONFIG GET append*`. A node that refuses either (managed
+/// services often do) is not an error: what it does not tell is assumed the
+/// unsafe way.
 pub(super) fn learn(info: &Value, config: &Value) -> Learnt {
-  let (run_id, uptime) = parse_info(&text_of(info));
   let durable = match config {
     Value::ServerError(_) => None,
     config => Some(is_durable(&pairs_of(config))),
   };
   Learnt {
-    run_id,
-    uptime,
     durable,
+    ..parse_info(&text_of(info))
   }
 }
 
@@ -53,19 +54,22 @@ fn pairs_of(value: &Value) -> Vec<(String, String)> {
   }
 }
 
-/// The run id and uptime from an `INFO server` reply.
-fn parse_info(info: &str) -> (Option<String>, Option<Duration>) {
+/// The run id, version and uptime from an `INFO server` reply.
+fn parse_info(info: &str) -> Learnt {
   let field = |name: &str| {
     info
       .lines()
       .find_map(|line| line.strip_prefix(name)?.strip_prefix(':'))
       .map(str::trim)
   };
-  let run_id = field("run_id").map(str::to_string);
-  let uptime = field("uptime_in_seconds")
-    .and_then(|s| s.parse::<u64>().ok())
-    .map(Duration::from_secs);
-  (run_id, uptime)
+  Learnt {
+    run_id: field("run_id").map(str::to_string),
+    version: field("redis_version").map(str::to_string),
+    uptime: field("uptime_in_seconds")
+      .and_then(|s| s.parse::<u64>().ok())
+      .map(Duration::from_secs),
+    durable: None,
+  }
 }
 
 /// Only an append-only file written before every reply survives a crash
@@ -85,13 +89,18 @@ mod tests {
   use super::*;
 
   #[test]
-  fn info_gives_the_run_id_and_uptime() {
+  fn info_gives_the_run_id_version_and_uptime() {
     let info = "# Server\r\nredis_version:7.0.15\r\nrun_id:abc123\r\nuptime_in_seconds:42\r\n";
     assert_eq!(
       parse_info(info),
-      (Some("abc123".into()), Some(Duration::from_secs(42)))
+      Learnt {
+        run_id: Some("abc123".into()),
+        version: Some("7.0.15".into()),
+        uptime: Some(Duration::from_secs(42)),
+        durable: None,
+      }
     );
-    assert_eq!(parse_info("garbage"), (None, None));
+    assert_eq!(parse_info("garbage"), Learnt::default());
   }
 
   #[test]

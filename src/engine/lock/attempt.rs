@@ -11,6 +11,7 @@ use crate::engine::fanout::{
   acquire_vote, fenced_vote, issue, script_vote, tally, Issued, Reply, Votes,
 };
 use crate::engine::quorum::Verdict;
+use crate::engine::scripts::Request;
 
 /// What every attempt of one acquire shares.
 pub(super) struct Plan {
@@ -50,8 +51,9 @@ impl Attempt {
     self.raised.as_ref().unwrap_or(&self.written).verdict
   }
 
-  pub fn deciding(&self) -> &[Reply] {
-    &self.raised.as_ref().unwrap_or(&self.written).replies
+  /// The votes that decided the attempt.
+  pub fn into_deciding(self) -> Votes {
+    self.raised.unwrap_or(self.written)
   }
 }
 
@@ -130,20 +132,21 @@ impl Inner {
     }
   }
 
+  /// Removes what a failed attempt wrote, quietly: nothing was held, so no
+  /// waiter is woken (the caller itself among them).
   pub(super) async fn clean_up_attempt(&self, keys: &[String], attempt: &Attempt) {
-    self
-      .clean_up(keys, &attempt.value, &attempt.written.replies)
-      .await;
+    let request = self.scripts.clean_up(keys, &attempt.value);
+    self.delete(&request, &attempt.written.replies).await;
   }
 
-  /// Removes this owner's keys wherever they may have been written. Nodes
-  /// that granted are cleaned before returning, so a retry is never blocked
-  /// by its own key; nodes that failed or had not answered are sent the
-  /// delete without waiting, so a stuck node does not delay the caller.
-  /// Each delete follows the write on its node's connection, whenever that
-  /// write lands.
-  pub(super) async fn clean_up(&self, keys: &[String], value: &str, replies: &[Reply]) {
-    let packed = self.scripts.release(keys, value).cmd.get_packed_command();
+  /// Sends `request`, a compare-and-delete of this owner's keys, wherever
+  /// they may have been written. Nodes that granted are cleaned before
+  /// returning, so a retry is never blocked by its own key; nodes that
+  /// failed or had not answered are sent the delete without waiting, so a
+  /// stuck node does not delay the caller. Each delete follows the write on
+  /// its node's connection, whenever that write lands.
+  pub(super) async fn delete(&self, request: &Request, replies: &[Reply]) {
+    let packed = request.cmd.get_packed_command();
     let mut granted = Vec::new();
     for (node, reply) in self.nodes.iter().zip(replies) {
       match reply {

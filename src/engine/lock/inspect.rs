@@ -2,7 +2,7 @@
 //! (`health`). Both ask every node and wait for each, up to its timeout:
 //! they report, they do not decide at quorum.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::time::{Duration, Instant};
 
 use redis::Value;
@@ -11,68 +11,96 @@ use super::{Engine, InFlight};
 use crate::engine::error::LockError;
 use crate::engine::quorum::quorum_of;
 use crate::engine::scripts::Request;
+use crate::engine::shape::plain;
 
-/// One node's view of a lock.
-#[derive(Clone, Debug, PartialEq)]
-pub struct NodeLock {
-  pub node: String,
-  /// Why the node did not answer; the other fields are then empty.
-  pub error: Option<String>,
-  pub held: bool,
-  /// The key's remaining TTL; -1 if it has none (not written by a lock).
-  pub ttl_ms: Option<i64>,
-  /// The holder's token (for a lock of another library, its whole value).
-  pub holder: Option<String>,
-  /// Whether this instance holds the lock under that token.
-  pub mine: bool,
-  /// The holder's metadata, as the JSON object it was stored as.
-  pub metadata: Option<String>,
-  /// How long this node's vote does not count yet (restart quarantine).
-  pub quarantine_ms: u64,
+/// What `inspect` and `health` report (see `shape`).
+macro_rules! report_shapes {
+  ($expand:ident) => {
+    $expand! {
+      in crate::engine::lock;
+
+      #[doc = "One node's view of a lock, in a `LockInfo`."]
+      #[derive(Clone, Debug, PartialEq)]
+      pub struct NodeLockInfo {
+        #[doc = "The node as `host:port`, never with its password."]
+        pub node: String,
+        #[doc = "Why the node did not answer; then nothing else is known of it."]
+        pub error: Option<String>,
+        #[doc = "Whether the node holds a key for the resource."]
+        pub held: bool,
+        #[doc = "Remaining TTL of the key in ms (-1: a key without TTL, not written by a lock)."]
+        pub ttl_ms: Option<i64>,
+        #[doc = "The holder's token (its handle's `value`); another library's whole value."]
+        pub holder: Option<String>,
+        #[doc = "Whether this instance holds the lock under that token."]
+        pub mine: bool,
+        #[doc = "The holder's metadata (the `metadata` option of acquire)."]
+        pub metadata: Option<BTreeMap<String, String>>,
+        #[doc = "How long this node's vote does not count yet (restart quarantine), in ms."]
+        pub quarantine_ms: f64,
+      }
+
+      #[doc = "What `inspect()` reports: the lock as a majority of the nodes sees it."]
+      #[derive(Clone, Debug, PartialEq)]
+      pub struct LockInfo {
+        pub resource: String,
+        #[doc = "Whether a majority of the nodes (out of quarantine) agrees on one holder."]
+        pub locked: bool,
+        #[doc = "That holder's token, when locked."]
+        pub holder: Option<String>,
+        #[doc = "Whether that holder is this instance."]
+        pub mine: bool,
+        #[doc = "That holder's metadata, when it gave some."]
+        pub metadata: Option<BTreeMap<String, String>>,
+        #[doc = "The smallest remaining TTL among the nodes of that majority, in ms."]
+        pub ttl_ms: Option<i64>,
+        #[doc = "How many nodes make a majority."]
+        pub quorum: u32,
+        pub nodes: Vec<NodeLockInfo>,
+      }
+
+      #[doc = "One node in a `HealthReport`."]
+      #[derive(Clone, Debug, PartialEq)]
+      pub struct NodeHealth {
+        #[doc = "The node as `host:port`, never with its password."]
+        pub node: String,
+        #[doc = "Whether it answered PING within the timeout."]
+        pub answers: bool,
+        #[doc = "The PING round trip in ms (with the connect, for a first probe)."]
+        pub latency_ms: Option<f64>,
+        #[doc = "The node's run id, which changes with every restart."]
+        pub run_id: Option<String>,
+        #[doc = "The Redis version it runs (`redis_version` of `INFO server`)."]
+        pub version: Option<String>,
+        #[doc = "How long the node has run under that run id, in ms."]
+        pub uptime_ms: Option<f64>,
+        #[doc = "Whether it keeps every write on disk before replying; `null` when it does not say."]
+        pub durable: Option<bool>,
+        #[doc = "How long its vote does not count yet (restart quarantine), in ms."]
+        pub quarantine_ms: f64,
+        #[doc = "Why this probe failed."]
+        pub error: Option<String>,
+        #[doc = "The last error any command met on this node, even if it answers now."]
+        pub last_error: Option<String>,
+      }
+
+      #[doc = "What `health()` reports."]
+      #[derive(Clone, Debug, PartialEq)]
+      pub struct HealthReport {
+        #[doc = "Whether enough nodes answer, out of quarantine, to reach a majority now."]
+        pub quorum_reachable: bool,
+        #[doc = "How many nodes make a majority."]
+        pub quorum: u32,
+        #[doc = "How many nodes answer and count toward it."]
+        pub counted: u32,
+        pub nodes: Vec<NodeHealth>,
+      }
+    }
+  };
 }
 
-/// The lock as a majority of the nodes sees it.
-#[derive(Clone, Debug, PartialEq)]
-pub struct LockInfo {
-  pub resource: String,
-  /// Whether a majority of counted nodes agrees on one holder.
-  pub locked: bool,
-  pub holder: Option<String>,
-  pub mine: bool,
-  pub metadata: Option<String>,
-  /// The smallest remaining TTL among the nodes of that majority.
-  pub ttl_ms: Option<i64>,
-  pub quorum: usize,
-  pub nodes: Vec<NodeLock>,
-}
-
-#[derive(Clone, Debug, PartialEq)]
-pub struct NodeHealth {
-  pub node: String,
-  pub answers: bool,
-  pub latency_ms: Option<f64>,
-  pub run_id: Option<String>,
-  /// How long the node has been up, as of its run id.
-  pub uptime_ms: Option<u64>,
-  /// Whether it keeps every write on disk before replying; `None` when it
-  /// does not tell.
-  pub durable: Option<bool>,
-  pub quarantine_ms: u64,
-  /// Why this probe failed.
-  pub error: Option<String>,
-  /// The last error any command met on this node, even if it answers now.
-  pub last_error: Option<String>,
-}
-
-#[derive(Clone, Debug, PartialEq)]
-pub struct HealthReport {
-  /// Whether enough nodes answer, out of quarantine, to reach a quorum now.
-  pub quorum_reachable: bool,
-  pub quorum: usize,
-  /// How many nodes answer and count toward the quorum.
-  pub counted: usize,
-  pub nodes: Vec<NodeHealth>,
-}
+pub(crate) use report_shapes;
+report_shapes!(plain);
 
 /// Splits a stored value into the owner's token and the metadata this
 /// library appends to it as a JSON object after one space.
@@ -83,13 +111,20 @@ pub fn split_value(stored: &str) -> (&str, Option<&str>) {
   }
 }
 
+/// The metadata in a stored value's JSON, string values by name; `None` for
+/// anything else after the token (another library's value that only looks
+/// like ours).
+fn parse_metadata(json: &str) -> Option<BTreeMap<String, String>> {
+  serde_json::from_str(json).ok()
+}
+
 impl Engine {
   pub async fn inspect(&self, resource: &str) -> Result<LockInfo, LockError> {
     let inner = &*self.inner;
     let _in_flight = InFlight::enter(inner)?;
     let key = format!("{}{resource}", inner.config.key_prefix);
     let request = inner.scripts.inspect(&key);
-    let quarantine = inner.quarantine(0);
+    let quarantine = inner.quarantine();
     let timeout = inner.config.command_timeout;
     let replies = futures_util::future::join_all(
       inner
@@ -104,7 +139,7 @@ impl Engine {
       let quarantine_ms = quarantine
         .and_then(|max_ttl| node.quarantine_left(max_ttl))
         .map_or(0, |left| left.as_millis() as u64);
-      let mut seen = NodeLock {
+      let mut seen = NodeLockInfo {
         node: node.label().to_string(),
         error: None,
         held: false,
@@ -112,7 +147,7 @@ impl Engine {
         holder: None,
         mine: false,
         metadata: None,
-        quarantine_ms,
+        quarantine_ms: quarantine_ms as f64,
       };
       let mut stored = None;
       match reply {
@@ -125,7 +160,7 @@ impl Engine {
             seen.held = true;
             seen.ttl_ms = Some(*ttl);
             seen.holder = Some(token.to_string());
-            seen.metadata = metadata.map(str::to_string);
+            seen.metadata = metadata.and_then(parse_metadata);
             seen.mine = inner.registry().holds_value(&value);
             stored = Some(value);
           }
@@ -153,7 +188,7 @@ impl Engine {
       mine: false,
       metadata: None,
       ttl_ms: None,
-      quorum,
+      quorum: quorum as u32,
       nodes: Vec::new(),
     };
     if let Some(agreed) = agreed {
@@ -180,7 +215,7 @@ impl Engine {
     let ping = Request {
       cmd: redis::cmd("PING"),
     };
-    let quarantine = inner.quarantine(0);
+    let quarantine = inner.quarantine();
     let config = &inner.config;
     let probes = inner.nodes.iter().map(|node| {
       // A first probe also opens the connection.
@@ -213,13 +248,14 @@ impl Engine {
           answers: error.is_none(),
           latency_ms: error.is_none().then_some(elapsed.as_secs_f64() * 1000.0),
           run_id: status.run_id,
+          version: status.version,
           uptime_ms: status
             .started
-            .map(|started| now.saturating_duration_since(started).as_millis() as u64),
+            .map(|started| now.saturating_duration_since(started).as_millis() as f64),
           durable: status.durable,
           quarantine_ms: quarantine
             .and_then(|max_ttl| node.quarantine_left(max_ttl))
-            .map_or(0, |left: Duration| left.as_millis() as u64),
+            .map_or(0.0, |left: Duration| left.as_millis() as f64),
           error,
           last_error: status.last_error,
         }
@@ -228,12 +264,12 @@ impl Engine {
     let quorum = quorum_of(nodes.len());
     let counted = nodes
       .iter()
-      .filter(|node| node.answers && node.quarantine_ms == 0)
+      .filter(|node| node.answers && node.quarantine_ms == 0.0)
       .count();
     Ok(HealthReport {
       quorum_reachable: counted >= quorum,
-      quorum,
-      counted,
+      quorum: quorum as u32,
+      counted: counted as u32,
       nodes,
     })
   }
@@ -241,7 +277,7 @@ impl Engine {
 
 #[cfg(test)]
 mod tests {
-  use super::split_value;
+  use super::{parse_metadata, split_value};
 
   #[test]
   fn metadata_follows_the_token_after_one_space() {
@@ -254,5 +290,14 @@ mod tests {
       split_value("a value with spaces"),
       ("a value with spaces", None)
     );
+  }
+
+  #[test]
+  fn metadata_is_an_object_of_strings_or_nothing() {
+    let parsed = parse_metadata(r#"{"region":"eu west","pid":"42"}"#).unwrap();
+    assert_eq!(parsed.get("region").map(String::as_str), Some("eu west"));
+    assert_eq!(parsed.len(), 2);
+    assert_eq!(parse_metadata(r#"{"pid":42}"#), None);
+    assert_eq!(parse_metadata("{not json"), None);
   }
 }

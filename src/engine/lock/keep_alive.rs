@@ -35,13 +35,13 @@ impl Inner {
   /// the lease is still valid; when none succeeds in time the lease is
   /// lost and `on_lost` is told, unless the lock was released meanwhile.
   async fn keep_alive(this: &Arc<Inner>, id: u64) {
-    if *this.closed.borrow() {
+    if this.lifecycle.is_closed() {
       return;
     }
     let Some(extension) = this.begin_extend(id, None) else {
       return;
     };
-    let (validity, replies) = this.finish_extend(extension).await;
+    let (validity, votes) = this.finish_extend(extension).await;
     if let Some(ms) = validity {
       Inner::watch(this, id, ms);
       return;
@@ -54,7 +54,7 @@ impl Inner {
       this.schedule.add(id, retry_at.into());
       return;
     }
-    this.give_up(id, &latest, &replies).await;
+    this.give_up(id, &latest, &votes.replies).await;
     (this.on_lost)(id);
   }
 }

@@ -6,7 +6,7 @@
 use std::time::{Duration, Instant};
 
 use super::Inner;
-use crate::engine::fanout::{issue, script_vote, tally, Issued, Reply};
+use crate::engine::fanout::{issue, script_vote, tally, Issued, Reply, Votes};
 use crate::engine::quorum::{validity_ms, Verdict};
 use crate::engine::registry::HeldLock;
 
@@ -31,6 +31,7 @@ impl Inner {
   pub(super) fn begin_extend(&self, id: u64, ttl_ms: Option<u64>) -> Option<Extension> {
     let lock = self.registry().get(id)?;
     let ttl_ms = ttl_ms.unwrap_or(lock.ttl_ms);
+    self.use_ttl(ttl_ms);
     let request = self.scripts.extend(&lock.keys, &lock.value, ttl_ms);
     let start = Instant::now();
     let issued = issue(&self.nodes, &request);
@@ -44,8 +45,8 @@ impl Inner {
   }
 
   /// The extension's new validity when a majority extended the lease in
-  /// time, and the replies.
-  pub(super) async fn finish_extend(&self, extension: Extension) -> (Option<u64>, Vec<Reply>) {
+  /// time, and the votes.
+  pub(super) async fn finish_extend(&self, extension: Extension) -> (Option<u64>, Votes) {
     let Extension {
       id,
       ttl_ms,
@@ -57,7 +58,7 @@ impl Inner {
       .config
       .command_timeout
       .min(Duration::from_millis(ttl_ms));
-    let quarantine = self.quarantine(ttl_ms);
+    let quarantine = self.quarantine();
     let votes = tally(&self.nodes, issued, timeout, quarantine, script_vote(1)).await;
     let validity = match votes.verdict {
       Verdict::Won => validity_ms(ttl_ms, start.elapsed(), self.config.drift_factor),
@@ -68,14 +69,16 @@ impl Inner {
       let gone_at = start + Duration::from_millis(ttl_ms) + self.config.command_timeout;
       self.registry().extend(id, valid_until, gone_at);
     }
-    (validity, votes.replies)
+    (validity, votes)
   }
 
   /// The lease is lost: the lock leaves the registry, and what is left of it
-  /// on a minority goes now rather than stand in the next owner's way.
+  /// on a minority goes now rather than stand in the next owner's way. A
+  /// release: where it still held, waiters may now take it.
   pub(super) async fn give_up(&self, id: u64, lock: &HeldLock, replies: &[Reply]) {
     self.registry().remove(id);
-    self.clean_up(&lock.keys, &lock.value, replies).await;
+    let request = self.scripts.release(&lock.keys, &lock.value);
+    self.delete(&request, replies).await;
   }
 
   pub(super) fn begin_release(&self, lock: HeldLock) -> Release {
@@ -84,17 +87,17 @@ impl Inner {
     Release { lock, issued }
   }
 
-  /// Whether a majority still held the lock.
-  pub(super) async fn finish_release(&self, release: Release) -> bool {
+  /// Whether a majority still held the lock, and the votes.
+  pub(super) async fn finish_release(&self, release: Release) -> (bool, Votes) {
     let Release { lock, issued } = release;
     let votes = tally(
       &self.nodes,
       issued,
       self.config.command_timeout,
-      self.quarantine(lock.ttl_ms),
+      self.quarantine(),
       script_vote(lock.keys.len() as i64),
     )
     .await;
-    votes.verdict == Verdict::Won
+    (votes.verdict == Verdict::Won, votes)
   }
 }

@@ -100,7 +100,6 @@ impl Inner {
     wait: impl std::future::Future<Output = ()>,
     cancel: Option<watch::Receiver<bool>>,
   ) -> Result<(), LockError> {
-    let mut closed = self.closed.subscribe();
     let aborted = async move {
       match cancel {
         Some(mut cancel) => {
@@ -111,7 +110,7 @@ impl Inner {
     };
     tokio::select! {
       () = wait => Ok(()),
-      _ = closed.wait_for(|closed| *closed) => Err(LockError::Closed),
+      () = self.lifecycle.closed() => Err(LockError::Closed),
       () = aborted => Err(LockError::Aborted),
     }
   }
