@@ -10,7 +10,11 @@
 
 const { EventEmitter } = require('node:events')
 
-const { DistributedLock } = require('./index.js')
+const core = require('./index.js')
+
+const { DistributedLock } = core
+/** The internal entry point that tells what each node answered; see index.js. */
+const decided = core[Symbol.for('redis-quorum-lock.decided')]
 
 /** redlock's defaults. */
 const DEFAULTS = Object.freeze({
@@ -68,88 +72,85 @@ class Lock {
 }
 
 // ---------------------------------------------------------------------------
-// Per-node votes. The engine decides every call at quorum and reports the
-// outcome, not each node's answer, so the votes are read back from the
-// nodes with inspect() right after the call, off the caller's path (the
-// connection to a node keeps the order of commands, so the read sees the
-// call's own write there). attemptOnce and readVotes are the only code that
-// knows how; `size` is the lock's number of nodes.
+// Per-node votes. The engine tells what each node answered in the attempt
+// that decided a call (the internal `decided` entry point of index.js). A
+// node whose reply had not come when the quorum decided the call ('pending')
+// is read back with inspect() instead, off the caller's path (the connection
+// to a node keeps the order of commands, so the read sees the call's own
+// write there). attemptOnce and votesOf are the only code that knows how;
+// `size` is the lock's number of nodes.
 //
 //   attemptOnce(lock, size, resources, duration, autoExtend): one acquire
 //     attempt. Resolves { handle, callStart, votes }: handle a LockHandle,
 //     or null when the attempt failed (another owner holds a resource, or
 //     too few nodes answered); callStart the epoch ms taken before the call;
-//     votes() starts reading the votes (call it at once, or not at all).
+//     votes() resolves the votes (call it at once, or not at all).
 //     Rejects only with errors that are no vote: ERR_INVALID_ARG, ERR_LOCK_CLOSED.
-//   readVotes(lock, size, resources, { mine, absent, failed }): the votes
+//   votesOf(lock, size, resources, decided, { mine, absent }): the votes
 //     after any call (extend and release use it directly). Resolves, never
 //     rejects, one NodeVote per node in the order of the lock's nodes:
-//     { vote: 'for' } | { vote: 'locked' } (another value is there) |
-//     { vote: 'failed', message }.
+//     { vote: 'for' } | { vote: 'locked' } (another value is there, or not
+//     this lock's) | { vote: 'failed', message }.
 //
-// What a read cannot tell apart is decided by `absent` (the vote of a node
-// that holds nothing for the resources): after a won acquire such a node
-// refused a key that has expired since; after a lost one it granted and was
-// cleaned up; after extend it did not hold the lock; after release it
-// deleted it, or found it gone. A key written or deleted by someone else
-// between the call and the read is read as theirs; so is the key of a failed
-// attempt on a node whose grant came after the attempt was decided, when the
-// read reaches it before the attempt's clean-up (the engine does not tell the
-// token of a failed attempt).
+// For a pending node, what a read cannot tell apart is decided by `absent`
+// (the vote of a node that holds nothing for the resources): after a won
+// acquire such a node refused a key that has expired since; after a lost one
+// it granted and was cleaned up; after extend it did not hold the lock; after
+// release it deleted it, or found it gone. A key written or deleted by
+// someone else between the call and the read is read as theirs.
 // ---------------------------------------------------------------------------
 
 async function attemptOnce(lock, size, resources, duration, autoExtend) {
   const callStart = Date.now()
   try {
-    const handle = await lock.acquire(resources, duration, { retry_count: 0, auto_extend: autoExtend })
-    const votes = handle === null
-      ? () => readVotes(lock, size, resources, { mine: null, absent: 'for' })
-      : () => readVotes(lock, size, resources, { mine: handle.value, absent: 'locked' })
-    return { handle, callStart, votes }
+    const { handle, votes } = await decided.acquire(lock, resources, duration, { retry_count: 0, auto_extend: autoExtend })
+    const reading = handle === null ? { mine: null, absent: 'for' } : { mine: handle.value, absent: 'locked' }
+    return { handle, callStart, votes: () => votesOf(lock, size, resources, votes, reading) }
   } catch (error) {
     if (error?.code !== 'ERR_QUORUM_UNAVAILABLE') throw error
-    const failed = error.nodeErrors ?? []
-    return { handle: null, callStart, votes: () => readVotes(lock, size, resources, { mine: null, absent: 'for', failed }) }
+    return { handle: null, callStart, votes: () => votesOf(lock, size, resources, error.votes, { mine: null, absent: 'for' }) }
   }
 }
 
+/** What the engine's vote of a node says in redlock's terms; null while it was pending. */
+function voteOf(nodeVote) {
+  if (nodeVote.vote === 'granted') return { vote: 'for' }
+  if (nodeVote.vote === 'refused') return { vote: 'locked' }
+  if (nodeVote.vote === 'failed') return { vote: 'failed', message: nodeVote.error }
+  return null
+}
+
 /**
- * The vote of each of the `size` nodes, read from what it holds for
- * `resources` now. `mine`: the value that makes a node's vote 'for' (null:
- * none does); `failed`: `{ node, message }` of the nodes the call itself
- * found failing.
+ * The vote of each of the `size` nodes: the engine's `votes` of the call,
+ * and for each node that was pending (every node, without votes), what it
+ * holds for `resources` now. `mine`: the value that makes a read node's vote
+ * 'for' (null: none does).
  */
-async function readVotes(lock, size, resources, { mine, absent, failed = [] }) {
+async function votesOf(lock, size, resources, votes, { mine, absent }) {
+  // A call decided without asking the nodes (a handle released already) has no votes.
+  const known = votes?.length === size ? votes.map(voteOf) : Array.from({ length: size }, () => null)
+  if (known.every((vote) => vote !== null)) return known
   let reports
   try {
     reports = await Promise.all(resources.map((resource) => lock.inspect(resource)))
   } catch (error) {
-    return Array.from({ length: size }, () => ({ vote: 'failed', message: `its vote could not be read: ${error.message}` }))
+    return known.map((vote) => vote ?? { vote: 'failed', message: `its vote could not be read: ${error.message}` })
   }
-  const failedAt = new Map(failed.map((entry) => [entry.node, entry.message]))
-  const votes = []
-  for (let i = 0; i < size; i++) {
+  return known.map((vote, i) => {
+    if (vote !== null) return vote
     const seen = reports.map((report) => report.nodes[i])
-    const label = seen[0].node
     const errored = seen.find((node) => node.error !== null)
-    if (failedAt.has(label)) {
-      votes.push({ vote: 'failed', message: failedAt.get(label) })
-    } else if (errored !== undefined) {
-      votes.push({ vote: 'failed', message: errored.error })
-    } else if (seen[0].quarantineMs > 0) {
-      votes.push({
+    if (errored !== undefined) return { vote: 'failed', message: errored.error }
+    if (seen[0].quarantineMs > 0) {
+      return {
         vote: 'failed',
         message: `restarted without durable persistence less than max_ttl_ms ago (restart quarantine): its vote counts again in ${seen[0].quarantineMs} ms`,
-      })
-    } else if (mine !== null && seen.every((node) => node.holder === mine)) {
-      votes.push({ vote: 'for' })
-    } else if (seen.some((node) => node.held)) {
-      votes.push({ vote: 'locked' })
-    } else {
-      votes.push({ vote: absent })
+      }
     }
-  }
-  return votes
+    if (mine !== null && seen.every((node) => node.holder === mine)) return { vote: 'for' }
+    if (seen.some((node) => node.held)) return { vote: 'locked' }
+    return { vote: absent }
+  })
 }
 
 // ---------------------------------------------------------------------------
@@ -294,8 +295,8 @@ class Redlock extends EventEmitter {
     this.#callSettings('release()', settings)
     const entry = this.#entry(lock)
     lock.expiration = 0
-    const released = await this.#lock.release(entry.handle)
-    const stats = this.#stats(readVotes(this.#lock, this.#members.length, lock.resources, { mine: null, absent: released ? 'for' : 'locked' }), lock.resources.length)
+    const { released, votes } = await decided.release(this.#lock, entry.handle)
+    const stats = this.#stats(votesOf(this.#lock, this.#members.length, lock.resources, votes, { mine: null, absent: released ? 'for' : 'locked' }), lock.resources.length)
     if (!released) throw new ExecutionError(QUORUM_FAILED, [stats])
     return { attempts: [stats] }
   }
@@ -306,8 +307,8 @@ class Redlock extends EventEmitter {
     if (existing?.expiration < Date.now()) throw new ExecutionError('Cannot extend an already-expired lock.', [])
     const entry = this.#entry(existing)
     const callStart = Date.now()
-    const extended = await this.#lock.extend(entry.handle, duration)
-    const stats = this.#stats(readVotes(this.#lock, this.#members.length, existing.resources, { mine: existing.value, absent: 'locked' }), existing.resources.length)
+    const { extended, votes } = await decided.extend(this.#lock, entry.handle, duration)
+    const stats = this.#stats(votesOf(this.#lock, this.#members.length, existing.resources, votes, { mine: existing.value, absent: 'locked' }), existing.resources.length)
     const expiration = callStart + this.#validity(entry.handle.validityMs, duration, call.driftFactor)
     if (!extended || expiration <= Date.now()) throw new ExecutionError(QUORUM_FAILED, [stats])
     existing.expiration = 0
