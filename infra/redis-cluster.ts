@@ -9,8 +9,9 @@
 
 import { spawn, spawnSync } from 'node:child_process'
 import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
-import net from 'node:net'
 import path from 'node:path'
+
+import { DistributedLock } from '..'
 
 const ROOT = path.resolve(__dirname, '..')
 /** Data, pid and log files of the local nodes; REDIS_STATE_DIR moves them. */
@@ -33,22 +34,23 @@ export function clusterPorts(env: NodeJS.ProcessEnv = process.env): number[] {
   })
 }
 
-/** Whether a Redis node answers PING on `port` (an auth error is an answer too). */
-export function answers(port: number, timeoutMs = 300): Promise<boolean> {
-  return new Promise((resolve) => {
-    const socket = net.connect(port, '127.0.0.1')
-    const done = (ok: boolean) => {
-      socket.destroy()
-      resolve(ok)
-    }
-    socket.setTimeout(timeoutMs, () => done(false))
-    socket.on('error', () => done(false))
-    // A node shutting down closes the connection without a word: without
-    // this, nothing would settle the promise and Node would exit mid-await.
-    socket.on('close', () => done(false))
-    socket.on('connect', () => socket.write('PING\r\n'))
-    socket.on('data', (data) => done(/^(\+PONG|-NOAUTH)/.test(data.toString())))
+/**
+ * Whether a Redis node answers on `port`, as the lock's health() sees it
+ * with a fresh connection. A node that asks for a password answers too: this
+ * probe has none. A node still loading its data does not.
+ */
+export async function answers(port: number, timeoutMs = 300): Promise<boolean> {
+  const lock = new DistributedLock({
+    redis_nodes: [{ host: '127.0.0.1', port }],
+    connect_timeout_ms: timeoutMs,
+    command_timeout_ms: timeoutMs,
   })
+  try {
+    const [node] = (await lock.health()).nodes
+    return node.answers || /NOAUTH|authentication/i.test(node.error ?? '')
+  } finally {
+    await lock.close()
+  }
 }
 
 async function waitUntil(check: () => Promise<boolean>, timeoutMs: number): Promise<boolean> {
