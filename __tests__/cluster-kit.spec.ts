@@ -75,6 +75,29 @@ describe('the compose file', () => {
   })
 })
 
+describe('the nodes the cluster tool runs', () => {
+  test('are read from REDIS_NODES as the lock reads them: a connection string with its options is one node', async () => {
+    const node = await RedisNode.start({ args: ['--requirepass', 'kit-s3cret'] })
+    try {
+      const run = runTs('infra/redis-cluster.ts', ['status'], { REDIS_NODES: `127.0.0.1:${node.port},password=kit-s3cret,abortConnect=False` })
+      assert.equal(run.status, 0, run.stdout + run.stderr)
+      assert.equal(run.stdout, `  ${node.port}: answers\n`)
+      assert.doesNotMatch(run.stdout + run.stderr, /kit-s3cret/)
+    } finally {
+      await node.stop()
+    }
+  })
+
+  test('a node on another machine is refused by its label, never with its password', () => {
+    for (const nodes of ['redis://:kit-leak-1@10.1.2.3:6390', '10.1.2.3:6390,password=kit-leak-1,ssl=True']) {
+      const run = runTs('infra/redis-cluster.ts', ['status'], { REDIS_NODES: nodes })
+      assert.equal(run.status, 1, run.stdout + run.stderr)
+      assert.match(run.stderr, /node 10\.1\.2\.3:6390 is not a local address/)
+      assert.doesNotMatch(run.stdout + run.stderr, /kit-leak-1/)
+    }
+  })
+})
+
 describe('the local fallback of redis:start and the health check', () => {
   let ports: number[]
   let state: string
