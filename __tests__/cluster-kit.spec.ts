@@ -28,6 +28,17 @@ function runTs(script: string, args: string[], env: NodeJS.ProcessEnv): SpawnSyn
   })
 }
 
+/** `scripts/check-redis-cluster.sh`, as the users' quick reference runs it, from `cwd`. */
+function runHealthScript(args: string[], env: NodeJS.ProcessEnv, cwd = ROOT): SpawnSyncReturns<string> {
+  const { NODE_TEST_CONTEXT: _, ...userEnv } = process.env
+  return spawnSync(path.join(ROOT, 'scripts', 'check-redis-cluster.sh'), args, {
+    cwd,
+    env: { ...userEnv, ...env },
+    encoding: 'utf8',
+    timeout: 60_000,
+  })
+}
+
 describe('the compose file', () => {
   interface Service {
     image: string
@@ -162,6 +173,16 @@ describe('the local fallback of redis:start and the health check', () => {
     const text = runTs('infra/check-redis-cluster.ts', [], env)
     assert.equal(text.status, 0)
     assert.match(text.stdout, /Verdict: healthy: all 3 nodes answer/)
+    // The quick reference's command, from the checkout and from elsewhere.
+    for (const cwd of [ROOT, os.tmpdir()]) {
+      const script = runHealthScript([], env, cwd)
+      assert.equal(script.status, 0, script.stdout + script.stderr)
+      assert.match(script.stdout, /Verdict: healthy: all 3 nodes answer/)
+      assert.match(script.stdout, /2 lock keys \(redlock:\*\)/)
+    }
+    const scriptJson = runHealthScript(['--json'], env)
+    assert.equal(scriptJson.status, 0, scriptJson.stderr)
+    assert.equal((JSON.parse(scriptJson.stdout) as { verdict: string }).verdict, 'healthy')
     await lock.close()
   })
 
@@ -172,12 +193,16 @@ describe('the local fallback of redis:start and the health check', () => {
       assert.equal(degraded.status, 1, degraded.stdout)
       assert.match(degraded.stdout, /Verdict: degraded: 1 of 3 nodes down/)
       assert.match(degraded.stdout, new RegExp(`✗ 127\\.0\\.0\\.1:${foreign.port}.*down`))
+      const script = runHealthScript(['--timeout-ms', '300'], env)
+      assert.equal(script.status, 1, script.stdout + script.stderr)
+      assert.match(script.stdout, /Verdict: degraded: 1 of 3 nodes down/)
       const pid = Number(readFileSync(path.join(state, String(ports[1]), 'redis.pid'), 'utf8'))
       process.kill(pid, 'SIGKILL')
       await waitFor('the node to go', async () => !(await ping(ports[1])))
       const down = runTs('infra/check-redis-cluster.ts', ['--json', '--timeout-ms', '300'], env)
       assert.equal(down.status, 2, down.stdout)
       assert.equal((JSON.parse(down.stdout) as { verdict: string }).verdict, 'down')
+      assert.equal(runHealthScript(['--timeout-ms', '300'], env).status, 2)
     } finally {
       foreign.resume()
     }
