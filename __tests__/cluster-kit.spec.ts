@@ -252,20 +252,22 @@ describe('the local fallback of redis:start and the health check', () => {
 describe('the keeper example and test:lock', () => {
   const t = useCluster(3)
 
-  test('a keeper takes over when the holder dies, and releases on SIGTERM', async () => {
+  const startKeeper = (instance: string, lock: string) => {
     const env = { ...process.env, REDIS_NODES: t.cluster.addresses.join(',') }
-    const start = (instance: string) => {
-      const child = spawn(process.execPath, [
-        '--import', 'tsx', path.join(ROOT, 'examples', 'keeper_with_lock.ts'),
-        '--instance', instance, '--region', 'test', '--lock', 'takeover',
-        '--ttl-ms', '1500', '--work-ms', '200', '--retry-ms', '100',
-      ], { cwd: ROOT, env, stdio: ['ignore', 'pipe', 'inherit'] })
-      const out = { text: '' }
-      child.stdout.on('data', (data: Buffer) => {
-        out.text += data.toString()
-      })
-      return { child, out }
-    }
+    const child = spawn(process.execPath, [
+      '--import', 'tsx', path.join(ROOT, 'examples', 'keeper_with_lock.ts'),
+      '--instance', instance, '--region', 'test', '--lock', lock,
+      '--ttl-ms', '1500', '--work-ms', '200', '--retry-ms', '100',
+    ], { cwd: ROOT, env, stdio: ['ignore', 'pipe', 'inherit'] })
+    const out = { text: '' }
+    child.stdout.on('data', (data: Buffer) => {
+      out.text += data.toString()
+    })
+    return { child, out }
+  }
+
+  test('a keeper takes over when the holder dies, and releases on SIGTERM', async () => {
+    const start = (instance: string) => startKeeper(instance, 'takeover')
     const a = start('keeper-a')
     const b = start('keeper-b')
     try {
@@ -289,6 +291,32 @@ describe('the keeper example and test:lock', () => {
     } finally {
       a.child.kill('SIGKILL')
       b.child.kill('SIGKILL')
+    }
+  })
+
+  test('a keeper stops working when its lease is lost, and competes again', async () => {
+    const keeper = startKeeper('keeper-lost', 'lost-lease')
+    try {
+      await waitFor('the keeper to work', () => /Working/.test(keeper.out.text), 20_000)
+      // A majority that answers nothing: the watchdog cannot extend the lease.
+      t.cluster.nodes[1].pause()
+      t.cluster.nodes[2].pause()
+      try {
+        await waitFor('the lease to be lost', () => /✗ lease lost: stopped working; competing again/.test(keeper.out.text), 10_000)
+      } finally {
+        t.cluster.nodes[1].resume()
+        t.cluster.nodes[2].resume()
+      }
+      const afterLoss = () => keeper.out.text.split('✗ lease lost')[1]
+      await waitFor('the keeper to hold the lock again', () => afterLoss().includes('✓ lock acquired'), 15_000)
+      const untilAcquired = afterLoss().split('✓ lock acquired')[0]
+      assert.doesNotMatch(untilAcquired, /Working/, 'it worked on without the lease')
+      assert.match(untilAcquired, /Attempting lock/)
+      const stopped = once(keeper.child, 'exit')
+      keeper.child.kill('SIGTERM')
+      assert.deepEqual(await stopped, [0, null])
+    } finally {
+      keeper.child.kill('SIGKILL')
     }
   })
 

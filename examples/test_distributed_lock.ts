@@ -65,10 +65,11 @@ async function main(): Promise<void> {
       const resource = `${run}:takeover`
       const crashed = await a.acquire(resource, 1_000)
       expect(crashed !== null, 'not acquired')
-      // The holder "crashes": it never releases. The next owner gets in once the TTL has run out.
+      // The holder "crashes": it never releases. The next owner waits, and
+      // gets in once the holder's TTL has run out.
       const started = Date.now()
-      const taker = new DistributedLock({ retry_count: 100, retry_delay_ms: 100, retry_jitter_ms: 20 })
-      const next = await taker.acquire(resource, 10_000)
+      const taker = new DistributedLock()
+      const next = await taker.acquire(resource, 10_000, { wait_ms: 3_000 })
       const waited = Date.now() - started
       await taker.close()
       expect(next !== null, 'no takeover')
