@@ -244,13 +244,12 @@ impl Engine {
         let elapsed = start.elapsed();
         let mut found = Found::default();
         if let Ok(Ok(_)) = reply {
-          let (info, persistence) = tokio::time::timeout(
-            config.command_timeout,
-            futures_util::future::join(info, persistence),
-          )
-          .await
-          .unwrap_or_else(|_| (Err(String::new()), Err(String::new())));
-          found.read(info.ok(), persistence.ok());
+          let details = futures_util::future::join(info, persistence);
+          if let Ok((info, persistence)) =
+            tokio::time::timeout(config.command_timeout, details).await
+          {
+            found.read(info.ok(), persistence.ok());
+          }
           if options.lock_keys {
             found.lock_keys =
               Some(count_lock_keys(node, &config.key_prefix, config.command_timeout).await);
@@ -378,14 +377,17 @@ async fn count_lock_keys(node: &NodeClient, prefix: &str, step: Duration) -> Res
       .arg("COUNT")
       .arg(1000);
     let left = deadline.saturating_duration_since(Instant::now());
-    let reply = tokio::time::timeout(step.min(left), node.query(&Request { cmd: scan }))
-      .await
-      .map_err(|_| {
-        format!(
+    let reply = match tokio::time::timeout(step.min(left), node.query(&Request { cmd: scan })).await
+    {
+      Ok(answered) => answered?,
+      Err(_) if left <= step => {
+        return Err(format!(
           "not counted within {} ms",
           (step * SCAN_STEPS_ALLOWED).as_millis()
-        )
-      })??;
+        ))
+      }
+      Err(_) => return Err(format!("no reply to SCAN within {} ms", step.as_millis())),
+    };
     let (next, keys): (u64, Vec<Vec<u8>>) =
       redis::from_redis_value(reply).map_err(|e| format!("unexpected SCAN reply: {e}"))?;
     count += keys
