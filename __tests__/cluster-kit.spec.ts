@@ -333,6 +333,20 @@ describe('the keeper example and test:lock', () => {
     ])
   })
 
+  test('test:lock passes against nodes that ask for a password, and never prints it', async () => {
+    const nodes = await Promise.all([1, 2, 3].map(() => RedisNode.start({ args: ['--requirepass', 'lock-check-s3cret'] })))
+    try {
+      const run = runTs('examples/test_distributed_lock.ts', [], {
+        REDIS_NODES: nodes.map((node) => `redis://:lock-check-s3cret@${node.address}`).join(','),
+      })
+      assert.equal(run.status, 0, run.stdout + run.stderr)
+      assert.equal(run.stdout.split('\n').filter((line) => line.startsWith('PASS ')).length, 5, run.stdout)
+      assert.doesNotMatch(run.stdout + run.stderr, /lock-check-s3cret/)
+    } finally {
+      await Promise.all(nodes.map((node) => node.stop()))
+    }
+  })
+
   test('test:lock fails, with a FAIL line per check, when the cluster is down', async () => {
     const dead = [await freePort(), await freePort(), await freePort()].map((port) => `127.0.0.1:${port}`)
     const run = runTs('examples/test_distributed_lock.ts', [], { REDIS_NODES: dead.join(',') })
