@@ -43,8 +43,11 @@ export declare class LockCore {
   release(lock: bigint, onDecided?: ((decision: Decision) => void) | undefined | null): Promise<boolean>
   /** What each node holds for `resource` (one name). */
   inspect(resource: unknown): Promise<LockInfo>
-  /** Pings every node. */
-  health(): Promise<HealthReport>
+  /**
+   * Pings every node and asks what it tells of itself; counts its lock
+   * keys when the options ask.
+   */
+  health(options?: unknown): Promise<HealthReport>
   /**
    * Refuses new calls from now on; resolves once held locks are released
    * and connections closed.
@@ -150,10 +153,22 @@ export interface NodeHealth {
   runId: string | null
   /** The Redis version it runs (`redis_version` of `INFO server`). */
   version: string | null
+  /** Its replication role (`role` of `INFO`): `master`, or `slave` for a replica, which a lock should not use. */
+  role: string | null
   /** How long the node has run under that run id, in ms. */
   uptimeMs: number | null
+  /** The memory its data takes, in bytes (`used_memory` of `INFO`). */
+  usedMemoryBytes: number | null
+  /** Whether its append-only file is on (`aof_enabled` of `INFO`). */
+  aof: boolean | null
+  /** When it writes the append-only file to disk: `always`, `everysec` or `no` (`CONFIG GET`). */
+  appendfsync: string | null
   /** Whether it keeps every write on disk before replying; `null` when it does not say. */
   durable: boolean | null
+  /** The lock keys it holds under the key prefix, fencing counters left out; counted with `SCAN` only when `health({ lock_keys: true })` asks. */
+  lockKeys: number | null
+  /** Why the lock keys were asked for and not counted. */
+  lockKeysError: string | null
   /** How long its vote does not count yet (restart quarantine), in ms. */
   quarantineMs: number
   /** Why this probe failed. */

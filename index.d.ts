@@ -273,6 +273,18 @@ export declare class LockHandle {
   [Symbol.asyncDispose](): Promise<void>
 }
 
+/** Options of {@link DistributedLock.health}. */
+export interface HealthOptions {
+  /**
+   * Also count each node's lock keys (its keys under `key_prefix`, fencing
+   * counters left out) with `SCAN`, a thousand keys a step; it costs a walk
+   * of the node's keys. Default `false`.
+   */
+  lock_keys?: boolean
+  /** camelCase spelling of {@link HealthOptions.lock_keys}. */
+  lockKeys?: boolean
+}
+
 /**
  * The codes of every error this library raises. `ERR_INTERNAL` is a bug
  * inside the library (a panic caught in the native code, with its message):
@@ -374,10 +386,12 @@ export declare class DistributedLock {
   /**
    * Pings every node (opening connections not yet open, and at once those
    * of nodes in reconnection backoff) and tells whether a quorum is
-   * reachable now.
-   * @throws {LockError} (as a rejection) `ERR_LOCK_CLOSED`.
+   * reachable now, with what each node tells of itself (version, role,
+   * memory, persistence); with `lock_keys: true`, also each node's lock keys.
+   * @throws {LockError} (as a rejection) `ERR_INVALID_ARG` for an unknown
+   *   option or a value of the wrong type; `ERR_LOCK_CLOSED`.
    */
-  health(): Promise<HealthReport>
+  health(options?: HealthOptions): Promise<HealthReport>
 
   /**
    * Releases every lock this instance still holds, closes the connections

@@ -314,8 +314,8 @@ class DistributedLock {
     return call(() => this.#core.inspect(resource))
   }
 
-  health() {
-    return call(() => this.#core.health())
+  health(options) {
+    return call(() => this.#core.health(options))
   }
 
   close() {

@@ -28,6 +28,17 @@ function runTs(script: string, args: string[], env: NodeJS.ProcessEnv): SpawnSyn
   })
 }
 
+/** `scripts/check-redis-cluster.sh`, as the users' quick reference runs it, from `cwd`. */
+function runHealthScript(args: string[], env: NodeJS.ProcessEnv, cwd = ROOT): SpawnSyncReturns<string> {
+  const { NODE_TEST_CONTEXT: _, ...userEnv } = process.env
+  return spawnSync(path.join(ROOT, 'scripts', 'check-redis-cluster.sh'), args, {
+    cwd,
+    env: { ...userEnv, ...env },
+    encoding: 'utf8',
+    timeout: 60_000,
+  })
+}
+
 describe('the compose file', () => {
   interface Service {
     image: string
@@ -72,6 +83,29 @@ describe('the compose file', () => {
       return
     }
     assert.equal(check.status, 0, check.stderr)
+  })
+})
+
+describe('the nodes the cluster tool runs', () => {
+  test('are read from REDIS_NODES as the lock reads them: a connection string with its options is one node', async () => {
+    const node = await RedisNode.start({ args: ['--requirepass', 'kit-s3cret'] })
+    try {
+      const run = runTs('infra/redis-cluster.ts', ['status'], { REDIS_NODES: `127.0.0.1:${node.port},password=kit-s3cret,abortConnect=False` })
+      assert.equal(run.status, 0, run.stdout + run.stderr)
+      assert.equal(run.stdout, `  ${node.port}: answers\n`)
+      assert.doesNotMatch(run.stdout + run.stderr, /kit-s3cret/)
+    } finally {
+      await node.stop()
+    }
+  })
+
+  test('a node on another machine is refused by its label, never with its password', () => {
+    for (const nodes of ['redis://:kit-leak-1@10.1.2.3:6390', '10.1.2.3:6390,password=kit-leak-1,ssl=True']) {
+      const run = runTs('infra/redis-cluster.ts', ['status'], { REDIS_NODES: nodes })
+      assert.equal(run.status, 1, run.stdout + run.stderr)
+      assert.match(run.stderr, /node 10\.1\.2\.3:6390 is not a local address/)
+      assert.doesNotMatch(run.stdout + run.stderr, /kit-leak-1/)
+    }
   })
 })
 
@@ -139,6 +173,16 @@ describe('the local fallback of redis:start and the health check', () => {
     const text = runTs('infra/check-redis-cluster.ts', [], env)
     assert.equal(text.status, 0)
     assert.match(text.stdout, /Verdict: healthy: all 3 nodes answer/)
+    // The quick reference's command, from the checkout and from elsewhere.
+    for (const cwd of [ROOT, os.tmpdir()]) {
+      const script = runHealthScript([], env, cwd)
+      assert.equal(script.status, 0, script.stdout + script.stderr)
+      assert.match(script.stdout, /Verdict: healthy: all 3 nodes answer/)
+      assert.match(script.stdout, /2 lock keys \(redlock:\*\)/)
+    }
+    const scriptJson = runHealthScript(['--json'], env)
+    assert.equal(scriptJson.status, 0, scriptJson.stderr)
+    assert.equal((JSON.parse(scriptJson.stdout) as { verdict: string }).verdict, 'healthy')
     await lock.close()
   })
 
@@ -149,12 +193,16 @@ describe('the local fallback of redis:start and the health check', () => {
       assert.equal(degraded.status, 1, degraded.stdout)
       assert.match(degraded.stdout, /Verdict: degraded: 1 of 3 nodes down/)
       assert.match(degraded.stdout, new RegExp(`✗ 127\\.0\\.0\\.1:${foreign.port}.*down`))
+      const script = runHealthScript(['--timeout-ms', '300'], env)
+      assert.equal(script.status, 1, script.stdout + script.stderr)
+      assert.match(script.stdout, /Verdict: degraded: 1 of 3 nodes down/)
       const pid = Number(readFileSync(path.join(state, String(ports[1]), 'redis.pid'), 'utf8'))
       process.kill(pid, 'SIGKILL')
       await waitFor('the node to go', async () => !(await ping(ports[1])))
       const down = runTs('infra/check-redis-cluster.ts', ['--json', '--timeout-ms', '300'], env)
       assert.equal(down.status, 2, down.stdout)
       assert.equal((JSON.parse(down.stdout) as { verdict: string }).verdict, 'down')
+      assert.equal(runHealthScript(['--timeout-ms', '300'], env).status, 2)
     } finally {
       foreign.resume()
     }
@@ -204,20 +252,22 @@ describe('the local fallback of redis:start and the health check', () => {
 describe('the keeper example and test:lock', () => {
   const t = useCluster(3)
 
-  test('a keeper takes over when the holder dies, and releases on SIGTERM', async () => {
+  const startKeeper = (instance: string, lock: string) => {
     const env = { ...process.env, REDIS_NODES: t.cluster.addresses.join(',') }
-    const start = (instance: string) => {
-      const child = spawn(process.execPath, [
-        '--import', 'tsx', path.join(ROOT, 'examples', 'keeper_with_lock.ts'),
-        '--instance', instance, '--region', 'test', '--lock', 'takeover',
-        '--ttl-ms', '1500', '--work-ms', '200', '--retry-ms', '100',
-      ], { cwd: ROOT, env, stdio: ['ignore', 'pipe', 'inherit'] })
-      const out = { text: '' }
-      child.stdout.on('data', (data: Buffer) => {
-        out.text += data.toString()
-      })
-      return { child, out }
-    }
+    const child = spawn(process.execPath, [
+      '--import', 'tsx', path.join(ROOT, 'examples', 'keeper_with_lock.ts'),
+      '--instance', instance, '--region', 'test', '--lock', lock,
+      '--ttl-ms', '1500', '--work-ms', '200', '--retry-ms', '100',
+    ], { cwd: ROOT, env, stdio: ['ignore', 'pipe', 'inherit'] })
+    const out = { text: '' }
+    child.stdout.on('data', (data: Buffer) => {
+      out.text += data.toString()
+    })
+    return { child, out }
+  }
+
+  test('a keeper takes over when the holder dies, and releases on SIGTERM', async () => {
+    const start = (instance: string) => startKeeper(instance, 'takeover')
     const a = start('keeper-a')
     const b = start('keeper-b')
     try {
@@ -244,6 +294,32 @@ describe('the keeper example and test:lock', () => {
     }
   })
 
+  test('a keeper stops working when its lease is lost, and competes again', async () => {
+    const keeper = startKeeper('keeper-lost', 'lost-lease')
+    try {
+      await waitFor('the keeper to work', () => /Working/.test(keeper.out.text), 20_000)
+      // A majority that answers nothing: the watchdog cannot extend the lease.
+      t.cluster.nodes[1].pause()
+      t.cluster.nodes[2].pause()
+      try {
+        await waitFor('the lease to be lost', () => /✗ lease lost: stopped working; competing again/.test(keeper.out.text), 10_000)
+      } finally {
+        t.cluster.nodes[1].resume()
+        t.cluster.nodes[2].resume()
+      }
+      const afterLoss = () => keeper.out.text.split('✗ lease lost')[1]
+      await waitFor('the keeper to hold the lock again', () => afterLoss().includes('✓ lock acquired'), 15_000)
+      const untilAcquired = afterLoss().split('✓ lock acquired')[0]
+      assert.doesNotMatch(untilAcquired, /Working/, 'it worked on without the lease')
+      assert.match(untilAcquired, /Attempting lock/)
+      const stopped = once(keeper.child, 'exit')
+      keeper.child.kill('SIGTERM')
+      assert.deepEqual(await stopped, [0, null])
+    } finally {
+      keeper.child.kill('SIGKILL')
+    }
+  })
+
   test('test:lock passes against a running cluster, one line per check', () => {
     const run = runTs('examples/test_distributed_lock.ts', [], { REDIS_NODES: t.cluster.addresses.join(',') })
     assert.equal(run.status, 0, run.stdout + run.stderr)
@@ -255,6 +331,20 @@ describe('the keeper example and test:lock', () => {
       'PASS takeover after the TTL',
       'PASS quorum with one node down',
     ])
+  })
+
+  test('test:lock passes against nodes that ask for a password, and never prints it', async () => {
+    const nodes = await Promise.all([1, 2, 3].map(() => RedisNode.start({ args: ['--requirepass', 'lock-check-s3cret'] })))
+    try {
+      const run = runTs('examples/test_distributed_lock.ts', [], {
+        REDIS_NODES: nodes.map((node) => `redis://:lock-check-s3cret@${node.address}`).join(','),
+      })
+      assert.equal(run.status, 0, run.stdout + run.stderr)
+      assert.equal(run.stdout.split('\n').filter((line) => line.startsWith('PASS ')).length, 5, run.stdout)
+      assert.doesNotMatch(run.stdout + run.stderr, /lock-check-s3cret/)
+    } finally {
+      await Promise.all(nodes.map((node) => node.stop()))
+    }
   })
 
   test('test:lock fails, with a FAIL line per check, when the cluster is down', async () => {

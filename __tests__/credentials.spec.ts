@@ -275,7 +275,7 @@ describe('credentials providers', () => {
     test("a wrong password or a provider's failure is each node's error, without the secret", () => {
       const wrong = check(`module.exports = () => ({ username: 'rotor-a', password: '${OTHER_SECRET}' })`)
       assert.equal(wrong.status, 2, wrong.stdout + wrong.stderr)
-      assert.match(wrong.stdout, /authentication failed: WRONGPASS/)
+      assert.equal(wrong.stdout.match(/down: authentication with the credentials provider's user and password failed: "WRONGPASS"/g)?.length, 3, wrong.stdout)
       assertNoSecret(wrong.stdout + wrong.stderr, 'the health check')
       const failing = check("module.exports = () => { throw new Error('the vault is sealed') }")
       assert.equal(failing.status, 2, failing.stdout + failing.stderr)

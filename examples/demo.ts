@@ -96,7 +96,7 @@ async function main(): Promise<number> {
 
   banner('2. a three-node Redis cluster')
   const ports = clusterPorts()
-  const up = await Promise.all(ports.map(answers))
+  const up = await Promise.all(ports.map((port) => answers(port)))
   let startedCluster = false
   if (up.every(Boolean)) {
     console.log(`Nodes answer on ${ports.join(', ')}: using them.`)

@@ -1,13 +1,14 @@
 // A keeper: a background job of which exactly one instance may run at a time.
-// It competes for a named lock, works while it holds it (extending the lease
-// as it goes), keeps trying while another instance holds it, takes over when
-// the holder dies, and releases on SIGINT/SIGTERM.
+// It competes for a named lock, works while it holds it (the library keeps
+// the lease alive), waits while another instance holds it, takes over when
+// the holder dies or releases, and releases on SIGINT/SIGTERM.
 //
 // Usage: npm run keeper:start -- --instance us-east-1 --region us-east
 //   [--lock pricing-oracle-keeper] [--ttl-ms 10000] [--work-ms 2000] [--retry-ms 1000]
 // Nodes: REDIS_NODES, else REDIS_INSTANCES, else localhost:6379-6381.
 
 import { hostname } from 'node:os'
+import { setTimeout as sleep } from 'node:timers/promises'
 import { parseArgs } from 'node:util'
 
 import { DistributedLock, type LockError, type LockHandle } from '..'
@@ -28,40 +29,56 @@ const workMs = Number(values['work-ms'])
 const retryMs = Number(values['retry-ms'])
 
 const log = (message: string) => console.log(`[${instance}] ${message}`)
-const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms))
 
-const lock = new DistributedLock({ lock_ttl_ms: ttlMs, retry_count: 0 })
-let stopping = false
-let held: LockHandle | null = null
+const lock = new DistributedLock({ lock_ttl_ms: ttlMs })
+/** Aborted on SIGINT/SIGTERM: ends a wait for the lock, or the work. */
+const shutdown = new AbortController()
 
-async function holdAndWork(handle: LockHandle): Promise<void> {
-  held = handle
-  const started = Date.now()
-  let renewals = 0
-  let lost = false
-  // Extend at a third of the TTL, so two extensions can fail before the lease does.
-  const keepAlive = setInterval(() => {
-    void lock.extend(handle).then((extended) => {
-      if (extended) renewals++
-      else lost = true
-    }, () => {
-      lost = true
-    })
-  }, Math.max(1, Math.floor(ttlMs / 3)))
-  try {
-    while (!stopping && !lost) {
-      await sleep(workMs)
-      if (!stopping && !lost) log(`Working... [${Math.round((Date.now() - started) / 1000)}s]`)
-    }
-  } finally {
-    clearInterval(keepAlive)
+/** Resolves `false` instead of rejecting when `signal` aborts first. */
+function pause(ms: number, signal: AbortSignal): Promise<boolean> {
+  return sleep(ms, true, { signal }).catch(() => false)
+}
+
+/**
+ * Counts the watchdog's extensions, for the log only: it extends natively
+ * and tells JavaScript nothing unless it fails. A key's TTL only runs down
+ * between extensions, so a lease found with clearly more time left than the
+ * last look predicts was extended since (at least once).
+ */
+class Renewals {
+  count = 0
+  private last: { ttlMs: number; at: number } | null = null
+
+  async look(): Promise<void> {
+    const info = await lock.inspect(values.lock).catch(() => null)
+    if (!info?.mine || info.ttlMs === null) return
+    const at = Date.now()
+    // The margin covers the round trips and the nodes' millisecond rounding.
+    if (this.last && info.ttlMs > this.last.ttlMs - (at - this.last.at) + 50) this.count++
+    this.last = { ttlMs: info.ttlMs, at }
   }
-  if (lost) {
+}
+
+/**
+ * Works until shutdown or until the lease is lost (its `signal` aborts:
+ * the native watchdog could not extend it). Work that writes elsewhere
+ * would pass `work` on, so that it stops there too.
+ */
+async function holdAndWork(handle: LockHandle): Promise<void> {
+  const work = AbortSignal.any([handle.signal, shutdown.signal])
+  const started = Date.now()
+  const renewals = new Renewals()
+  while (await pause(workMs, work)) {
+    await renewals.look()
+    log(`Working... [${Math.round((Date.now() - started) / 1000)}s]`)
+  }
+  if (handle.signal.aborted) {
     log('✗ lease lost: stopped working; competing again')
-    held = null
     return
   }
-  log(`Completed | Duration: ${Math.round((Date.now() - started) / 1000)}s | Renewals: ${renewals}`)
+  log(`Completed | Duration: ${Math.round((Date.now() - started) / 1000)}s | Renewals: ${renewals.count}`)
+  const released = await handle.release().catch(() => false)
+  log(released ? 'Lock released' : 'Lock was already gone')
 }
 
 /** ` | held by <instance> (<region>)` when a majority agrees on a holder that said who it is. */
@@ -75,17 +92,24 @@ async function compete(): Promise<void> {
   console.log('='.repeat(72))
   console.log(`KEEPER ${instance} | Region: ${values.region} | Lock: ${values.lock} | TTL: ${ttlMs} ms`)
   console.log('='.repeat(72))
-  while (!stopping) {
+  while (!shutdown.signal.aborted) {
     log(`Attempting lock | Region: ${values.region}`)
     let handle: LockHandle | null
     try {
-      // Who holds the lock travels with it, for the other keepers to print.
-      handle = await lock.acquire(values.lock, ttlMs, { metadata: { instance, region: values.region } })
+      handle = await lock.acquire(values.lock, ttlMs, {
+        // Who holds the lock travels with it, for the other keepers to print.
+        metadata: { instance, region: values.region },
+        // The library extends the lease until release, and aborts handle.signal if it cannot.
+        auto_extend: true,
+        // Woken at once when the holder releases or its lease runs out.
+        wait_ms: retryMs,
+        signal: shutdown.signal,
+      })
     } catch (error) {
       const e = error as LockError
-      if (e.code === 'ERR_LOCK_CLOSED') return
+      if (e.code === 'ABORT_ERR' || e.code === 'ERR_LOCK_CLOSED') return
       log(`✗ ${e.code}: ${e.message}`)
-      await sleep(retryMs)
+      await pause(retryMs, shutdown.signal)
       continue
     }
     if (handle) {
@@ -93,27 +117,22 @@ async function compete(): Promise<void> {
       await holdAndWork(handle)
     } else {
       log(`✗ lock unavailable${await heldBy()}`)
-      await sleep(retryMs)
     }
   }
 }
 
-async function shutdown(signal: string): Promise<void> {
-  if (stopping) return
-  stopping = true
-  log(`${signal}: shutting down`)
-  if (held) {
-    const released = await lock.release(held).catch(() => false)
-    log(released ? 'Lock released' : 'Lock was already gone')
-  }
-  await lock.close()
-  process.exit(0)
+for (const signal of ['SIGINT', 'SIGTERM'] as const) {
+  process.on(signal, () => {
+    if (shutdown.signal.aborted) return
+    log(`${signal}: shutting down`)
+    shutdown.abort()
+  })
 }
 
-process.on('SIGINT', () => void shutdown('SIGINT'))
-process.on('SIGTERM', () => void shutdown('SIGTERM'))
-
-compete().catch((error: Error) => {
-  console.error(`[${instance}] ${error.message}`)
-  process.exit(1)
-})
+compete()
+  .then(() => lock.close())
+  .catch(async (error: Error) => {
+    console.error(`[${instance}] ${error.message}`)
+    process.exitCode = 1
+    await lock.close()
+  })

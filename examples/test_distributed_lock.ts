@@ -8,7 +8,10 @@
 import { DistributedLock, resolveNodes, type LockError } from '..'
 
 const run = `test-lock:${process.pid}:${Date.now()}`
-const nodes = resolveNodes().map((node) => node.label)
+const resolved = resolveNodes()
+const nodes = resolved.map((node) => node.label)
+// The nodes with their credentials, for the locks that replace some of them.
+const reachable = resolved.map(({ label: _, ...node }) => node)
 let failures = 0
 
 async function check(name: string, body: () => Promise<string>): Promise<void> {
@@ -65,10 +68,11 @@ async function main(): Promise<void> {
       const resource = `${run}:takeover`
       const crashed = await a.acquire(resource, 1_000)
       expect(crashed !== null, 'not acquired')
-      // The holder "crashes": it never releases. The next owner gets in once the TTL has run out.
+      // The holder "crashes": it never releases. The next owner waits, and
+      // gets in once the holder's TTL has run out.
       const started = Date.now()
-      const taker = new DistributedLock({ retry_count: 100, retry_delay_ms: 100, retry_jitter_ms: 20 })
-      const next = await taker.acquire(resource, 10_000)
+      const taker = new DistributedLock()
+      const next = await taker.acquire(resource, 10_000, { wait_ms: 3_000 })
       const waited = Date.now() - started
       await taker.close()
       expect(next !== null, 'no takeover')
@@ -79,13 +83,13 @@ async function main(): Promise<void> {
     await check('quorum with one node down', async () => {
       if (nodes.length < 3) return `skipped: ${nodes.length} node(s) configured`
       // A closed port stands in for the down node, so the check never stops a node of a shared cluster.
-      const oneDown = new DistributedLock({ redis_nodes: ['127.0.0.1:1', ...nodes.slice(1)], retry_count: 0, connect_timeout_ms: 500 })
+      const oneDown = new DistributedLock({ redis_nodes: ['127.0.0.1:1', ...reachable.slice(1)], retry_count: 0, connect_timeout_ms: 500 })
       const handle = await oneDown.acquire(`${run}:quorum`, 10_000)
       expect(handle !== null, 'not acquired with a majority up')
       await oneDown.release(handle!)
       await oneDown.close()
       const majorityDown = new DistributedLock({
-        redis_nodes: ['127.0.0.1:1', '127.0.0.1:2', ...nodes.slice(2)],
+        redis_nodes: ['127.0.0.1:1', '127.0.0.1:2', ...reachable.slice(2)],
         retry_count: 0,
         connect_timeout_ms: 500,
       })

@@ -1,6 +1,6 @@
-// Health check of the lock's Redis nodes: for each node whether it answers,
-// PING latency, version, role, uptime, memory, persistence and the number of
-// lock keys; then a verdict. Exit code 0 healthy (all up), 1 degraded (a
+// Health check of the lock's Redis nodes, printed from the lock's own
+// health(): for each node whether it answers, PING latency, version, role,
+// uptime, memory, persistence and the number of lock keys; then a verdict. Exit code 0 healthy (all up), 1 degraded (a
 // quorum still answers), 2 down (no quorum).
 //
 // Usage: npm run redis:health [-- --json] [-- --prefix redlock:] [-- --timeout-ms 1000]
@@ -14,8 +14,7 @@ import path from 'node:path'
 import { pathToFileURL } from 'node:url'
 import { parseArgs } from 'node:util'
 
-import { resolveNodes, type CredentialsProvider, type ResolvedNode } from '..'
-import { RespConnection, type Reply } from './resp'
+import { DistributedLock, resolveNodes, type CredentialsProvider, type DistributedLockOptions, type HealthReport } from '..'
 
 export interface NodeHealth {
   node: string
@@ -30,6 +29,7 @@ export interface NodeHealth {
   aof?: boolean
   appendfsync?: string
   durable?: boolean
+  quarantineMs?: number
   lockKeys?: number
 }
 
@@ -37,74 +37,60 @@ export interface ClusterHealth {
   verdict: 'healthy' | 'degraded' | 'down'
   quorum: number
   up: number
+  /** The nodes that answer and count toward the quorum (out of the restart quarantine). */
+  counted: number
   nodes: NodeHealth[]
 }
 
 const EXIT_CODES = { healthy: 0, degraded: 1, down: 2 } as const
 
-function text(reply: Reply): string {
-  if (reply instanceof Error) throw reply
-  return typeof reply === 'string' ? reply : String(reply)
-}
-
-function infoFields(info: string): Map<string, string> {
-  const fields = new Map<string, string>()
-  for (const line of info.split('\r\n')) {
-    const at = line.indexOf(':')
-    if (at > 0) fields.set(line.slice(0, at), line.slice(at + 1))
+/** Bytes as Redis's `used_memory_human` writes them. */
+function humanBytes(bytes: number): string {
+  const units = ['B', 'K', 'M', 'G', 'T']
+  let value = bytes
+  let unit = 0
+  while (value >= 1024 && unit < units.length - 1) {
+    value /= 1024
+    unit++
   }
-  return fields
+  return unit === 0 ? `${bytes}B` : `${value.toFixed(2)}${units[unit]}`
 }
 
-/** The keys under `prefix` but the fencing counters (`<prefix>fence:*`), which are no locks. */
-async function countKeys(connection: RespConnection, prefix: string, timeoutMs: number): Promise<number> {
-  const counters = `${prefix}fence:`
-  let cursor = '0'
-  let count = 0
-  do {
-    const reply = await connection.command(['SCAN', cursor, 'MATCH', `${prefix}*`, 'COUNT', 1000], timeoutMs)
-    if (!Array.isArray(reply)) throw reply instanceof Error ? reply : new Error('unexpected SCAN reply')
-    cursor = text(reply[0])
-    if (Array.isArray(reply[1])) count += reply[1].filter((key) => !text(key).startsWith(counters)).length
-  } while (cursor !== '0')
-  return count
+function optional<T>(value: T | null | undefined): T | undefined {
+  return value ?? undefined
 }
 
-export async function checkNode(node: ResolvedNode, prefix: string, timeoutMs: number): Promise<NodeHealth> {
-  const health: NodeHealth = { node: node.label, tls: node.tls, up: false }
-  let connection: RespConnection | null = null
+/** The cluster as the lock's own `health()` sees it, with a lock built from `options`. */
+export async function checkCluster(options: DistributedLockOptions & { key_prefix: string }): Promise<ClusterHealth> {
+  const resolved = resolveNodes(options)
+  const lock = new DistributedLock(options)
+  let report: HealthReport
   try {
-    connection = await RespConnection.open(node, timeoutMs)
-    if (node.db) text(await connection.command(['SELECT', node.db], timeoutMs))
-    const started = process.hrtime.bigint()
-    const pong = text(await connection.command(['PING'], timeoutMs))
-    health.pingMs = Number(process.hrtime.bigint() - started) / 1e6
-    if (pong !== 'PONG') throw new Error(`PING answered ${pong}`)
-    health.up = true
-    const info = infoFields(text(await connection.command(['INFO'], timeoutMs)))
-    health.version = info.get('redis_version')
-    health.role = info.get('role')
-    health.uptimeSeconds = Number(info.get('uptime_in_seconds'))
-    health.usedMemory = info.get('used_memory_human')
-    health.aof = info.get('aof_enabled') === '1'
-    const fsync = await connection.command(['CONFIG', 'GET', 'appendfsync'], timeoutMs)
-    if (Array.isArray(fsync) && typeof fsync[1] === 'string') health.appendfsync = fsync[1]
-    health.durable = health.aof && health.appendfsync === 'always'
-    health.lockKeys = await countKeys(connection, prefix, timeoutMs)
-  } catch (error) {
-    health.error = (error as Error).message
+    // The first call opens the connections, so that the second times PING alone.
+    await lock.health()
+    report = await lock.health({ lock_keys: true })
   } finally {
-    connection?.close()
+    await lock.close()
   }
-  return health
-}
-
-export async function checkCluster(nodes: ResolvedNode[], prefix: string, timeoutMs: number): Promise<ClusterHealth> {
-  const results = await Promise.all(nodes.map((node) => checkNode(node, prefix, timeoutMs)))
-  const quorum = Math.floor(nodes.length / 2) + 1
-  const up = results.filter((r) => r.up).length
-  const verdict = up === nodes.length ? 'healthy' : up >= quorum ? 'degraded' : 'down'
-  return { verdict, quorum, up, nodes: results }
+  const nodes = report.nodes.map((node, i): NodeHealth => ({
+    node: node.node,
+    tls: resolved[i].tls,
+    up: node.answers,
+    error: optional(node.error ?? node.lockKeysError),
+    pingMs: optional(node.latencyMs),
+    version: optional(node.version),
+    role: optional(node.role),
+    uptimeSeconds: node.uptimeMs == null ? undefined : Math.floor(node.uptimeMs / 1000),
+    usedMemory: node.usedMemoryBytes == null ? undefined : humanBytes(node.usedMemoryBytes),
+    aof: optional(node.aof),
+    appendfsync: optional(node.appendfsync),
+    durable: node.answers ? node.durable === true : undefined,
+    quarantineMs: node.answers ? node.quarantineMs : undefined,
+    lockKeys: optional(node.lockKeys),
+  }))
+  const up = nodes.filter((node) => node.up).length
+  const verdict = !report.quorumReachable ? 'down' : up === nodes.length ? 'healthy' : 'degraded'
+  return { verdict, quorum: report.quorum, up, counted: report.counted, nodes }
 }
 
 function duration(seconds: number): string {
@@ -121,12 +107,16 @@ function report(health: ClusterHealth, prefix: string): string {
       lines.push(`  ✗ ${node.node}${node.tls ? ' (tls)' : ''}  down: ${node.error}`)
       continue
     }
-    const persistence = node.aof
-      ? `aof on, appendfsync ${node.appendfsync ?? 'unknown'}${node.durable ? '' : ' (not durable: locks can be lost on a crash)'}`
-      : 'aof off (locks are lost on a restart)'
+    const persistence =
+      node.aof === undefined
+        ? 'persistence unknown'
+        : node.aof
+          ? `aof on, appendfsync ${node.appendfsync ?? 'unknown'}${node.durable ? '' : ' (not durable: locks can be lost on a crash)'}`
+          : 'aof off (locks are lost on a restart)'
+    const quarantine = node.quarantineMs ? `  quarantined for ${Math.ceil(node.quarantineMs / 1000)}s (its vote does not count yet)` : ''
     lines.push(
-      `  ✓ ${node.node}${node.tls ? ' (tls)' : ''}  ping ${node.pingMs?.toFixed(2)} ms  redis ${node.version}  ${node.role}` +
-        `  up ${duration(node.uptimeSeconds ?? 0)}  memory ${node.usedMemory}  ${persistence}` +
+      `  ✓ ${node.node}${node.tls ? ' (tls)' : ''}  ping ${node.pingMs?.toFixed(2)} ms  redis ${node.version ?? 'unknown'}  ${node.role ?? 'role unknown'}` +
+        `  up ${duration(node.uptimeSeconds ?? 0)}  memory ${node.usedMemory ?? 'unknown'}  ${persistence}${quarantine}` +
         (node.lockKeys === undefined ? `  (${node.error})` : `  ${node.lockKeys} lock keys (${prefix}*)`),
     )
   }
@@ -134,7 +124,10 @@ function report(health: ClusterHealth, prefix: string): string {
   const verdicts = {
     healthy: `healthy: all ${health.nodes.length} nodes answer`,
     degraded: `degraded: ${down} of ${health.nodes.length} nodes down; the quorum of ${health.quorum} still answers`,
-    down: `down: only ${health.up} of ${health.nodes.length} nodes answer; no lock can be acquired until ${health.quorum} do`,
+    down:
+      health.counted < health.up
+        ? `down: ${health.up} of ${health.nodes.length} nodes answer but only ${health.counted} count (the others are quarantined after a restart); no lock can be acquired until ${health.quorum} do`
+        : `down: only ${health.up} of ${health.nodes.length} nodes answer; no lock can be acquired until ${health.quorum} do`,
   }
   lines.push(`Verdict: ${verdicts[health.verdict]}`)
   return lines.join('\n')
@@ -159,8 +152,13 @@ async function main(): Promise<void> {
       credentials: { type: 'string' },
     },
   })
-  const nodes = resolveNodes(values.credentials === undefined ? undefined : { credentials: await provider(values.credentials) })
-  const health = await checkCluster(nodes, values.prefix, Number(values['timeout-ms']))
+  const timeoutMs = Number(values['timeout-ms'])
+  const health = await checkCluster({
+    key_prefix: values.prefix,
+    connect_timeout_ms: timeoutMs,
+    command_timeout_ms: timeoutMs,
+    ...(values.credentials === undefined ? {} : { credentials: await provider(values.credentials) }),
+  })
   console.log(values.json ? JSON.stringify(health, null, 2) : report(health, values.prefix))
   process.exitCode = EXIT_CODES[health.verdict]
 }

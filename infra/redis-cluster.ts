@@ -4,13 +4,15 @@
 // appendfsync always), their data, pid and log files under .redis/.
 //
 // Usage: tsx infra/redis-cluster.ts start|stop|restart|logs|status
-// REDIS_NODES (local addresses only) moves the nodes off 6379-6381;
+// REDIS_NODES or REDIS_INSTANCES (local addresses only, read as the lock
+// reads them) moves the nodes off 6379-6381;
 // REDIS_PASSWORD sets a password on every node; REDIS_STATE_DIR moves .redis/.
 
 import { spawn, spawnSync } from 'node:child_process'
 import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
-import net from 'node:net'
 import path from 'node:path'
+
+import { DistributedLock, resolveNodes } from '..'
 
 const ROOT = path.resolve(__dirname, '..')
 /** Data, pid and log files of the local nodes; REDIS_STATE_DIR moves them. */
@@ -18,37 +20,38 @@ const STATE = process.env.REDIS_STATE_DIR ? path.resolve(process.env.REDIS_STATE
 const COMPOSE_FILE = path.join(ROOT, 'infra', 'docker', 'docker-compose.redis.yml')
 /** The ports of the compose file's three services, in order. */
 export const DEFAULT_PORTS = [6379, 6380, 6381]
-const LOCAL_HOSTS = new Set(['localhost', '127.0.0.1', '::1', '[::1]'])
+const LOCAL_HOSTS = new Set(['localhost', '127.0.0.1', '::1'])
 
-/** The ports to run on: REDIS_NODES when set (local hosts only), else 6379-6381. */
-export function clusterPorts(env: NodeJS.ProcessEnv = process.env): number[] {
-  const list = env.REDIS_NODES?.trim()
-  if (!list) return DEFAULT_PORTS
-  return list.split(',').filter((entry) => entry.trim()).map((entry) => {
-    const match = /^(?:redis:\/\/(?:[^@]*@)?)?(\[[^\]]+\]|[^:/]+)(?::(\d+))?\/?$/.exec(entry.trim())
-    if (!match || !LOCAL_HOSTS.has(match[1])) {
-      throw new Error(`REDIS_NODES entry '${entry.trim()}' is not a local address; this tool only starts nodes on this machine`)
+/**
+ * The ports to run on: those of the nodes the lock reads (REDIS_NODES, else
+ * REDIS_INSTANCES, else 6379-6381), which must all be on this machine.
+ */
+export function clusterPorts(): number[] {
+  return resolveNodes().map((node) => {
+    if (!LOCAL_HOSTS.has(node.host)) {
+      throw new Error(`node ${node.label} is not a local address; this tool only starts nodes on this machine`)
     }
-    return Number(match[2] ?? 6379)
+    return node.port
   })
 }
 
-/** Whether a Redis node answers PING on `port` (an auth error is an answer too). */
-export function answers(port: number, timeoutMs = 300): Promise<boolean> {
-  return new Promise((resolve) => {
-    const socket = net.connect(port, '127.0.0.1')
-    const done = (ok: boolean) => {
-      socket.destroy()
-      resolve(ok)
-    }
-    socket.setTimeout(timeoutMs, () => done(false))
-    socket.on('error', () => done(false))
-    // A node shutting down closes the connection without a word: without
-    // this, nothing would settle the promise and Node would exit mid-await.
-    socket.on('close', () => done(false))
-    socket.on('connect', () => socket.write('PING\r\n'))
-    socket.on('data', (data) => done(/^(\+PONG|-NOAUTH)/.test(data.toString())))
+/**
+ * Whether a Redis node answers on `port`, as the lock's health() sees it
+ * with a fresh connection. A node that asks for a password answers too: this
+ * probe has none. A node still loading its data does not.
+ */
+export async function answers(port: number, timeoutMs = 300): Promise<boolean> {
+  const lock = new DistributedLock({
+    redis_nodes: [{ host: '127.0.0.1', port }],
+    connect_timeout_ms: timeoutMs,
+    command_timeout_ms: timeoutMs,
   })
+  try {
+    const [node] = (await lock.health()).nodes
+    return node.answers || /NOAUTH|authentication/i.test(node.error ?? '')
+  } finally {
+    await lock.close()
+  }
 }
 
 async function waitUntil(check: () => Promise<boolean>, timeoutMs: number): Promise<boolean> {

@@ -230,12 +230,18 @@ impl LockCore {
     })
   }
 
-  /// Pings every node.
-  #[napi]
-  pub fn health<'env>(&self, env: &'env Env) -> Result<PromiseRaw<'env, HealthReport>> {
+  /// Pings every node and asks what it tells of itself; counts its lock
+  /// keys when the options ask.
+  #[napi(ts_args_type = "options?: unknown")]
+  pub fn health<'env>(
+    &self,
+    env: &'env Env,
+    options: Unknown,
+  ) -> Result<PromiseRaw<'env, HealthReport>> {
     self.completions.call(env, None, || {
+      let options = options::health_options(&read(&options)?).map_err(invalid_arg)?;
       let engine = self.engine.clone();
-      Ok(async move { engine.health().await.map(Mirror::mirror).into() })
+      Ok(async move { engine.health(options).await.map(Mirror::mirror).into() })
     })
   }
 

@@ -12,6 +12,7 @@ use crate::engine::config::{
   self, AcquireOptions, LockConfig, Retries, RetryPolicy, MAX_DELAY_MS, MAX_KEY_PREFIX_BYTES,
   MAX_METADATA_BYTES, MAX_RESOURCES, MAX_RESOURCE_BYTES, MAX_TTL_MS,
 };
+use crate::engine::lock::HealthOptions;
 
 /// Reads one environment variable; tests pass their own.
 pub type EnvLookup<'a> = &'a dyn Fn(&str) -> Option<String>;
@@ -40,6 +41,8 @@ const ACQUIRE_OPTIONS: &[&str] = &[
   "fencing",
   "metadata",
 ];
+
+const HEALTH_OPTIONS: &[&str] = &["lock_keys"];
 
 /// The options a `DistributedLock` is constructed with.
 pub fn lock_config(raw: &Raw, env: EnvLookup) -> Result<LockConfig, String> {
@@ -163,6 +166,16 @@ pub fn acquire_options(raw: &Raw, defaults: RetryPolicy) -> Result<AcquireOption
     fencing,
     metadata,
   })
+}
+
+/// Reads the options of `health`.
+pub fn health_options(raw: &Raw) -> Result<HealthOptions, String> {
+  let options = Options::read(raw, HEALTH_OPTIONS, "health options")?;
+  let lock_keys = match options.get("lock_keys") {
+    None => false,
+    Some((key, value)) => boolean(key, value)?,
+  };
+  Ok(HealthOptions { lock_keys })
 }
 
 /// One resource name, or a non-empty list of at most [`MAX_RESOURCES`]
@@ -295,11 +308,13 @@ fn unknown_key(key: &str, known: &[&str], what: &str) -> String {
       ACQUIRE_OPTIONS,
       "an option of acquire(), not of the DistributedLock constructor",
     )
-  } else {
+  } else if known == ACQUIRE_OPTIONS {
     (
       LOCK_OPTIONS,
       "an option of the DistributedLock constructor, not of acquire()",
     )
+  } else {
+    (&[][..], "")
   };
   if elsewhere
     .iter()

@@ -33,7 +33,7 @@ mod lease;
 mod waits;
 
 pub(crate) use inspect::report_shapes;
-pub use inspect::{HealthReport, LockInfo, NodeHealth, NodeLockInfo};
+pub use inspect::{HealthOptions, HealthReport, LockInfo, NodeHealth, NodeLockInfo};
 
 /// What acquire, extend and release give their callers (see `shape`).
 macro_rules! call_shapes {

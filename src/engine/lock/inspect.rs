@@ -5,12 +5,13 @@
 use std::collections::{BTreeMap, HashMap};
 use std::time::{Duration, Instant};
 
-use redis::Value;
+use redis::{InfoDict, Value};
 
 use super::{Engine, InFlight};
+use crate::engine::connection::NodeClient;
 use crate::engine::error::LockError;
 use crate::engine::quorum::quorum_of;
-use crate::engine::scripts::Request;
+use crate::engine::scripts::{fence_key, Request};
 use crate::engine::shape::plain;
 
 /// What `inspect` and `health` report (see `shape`).
@@ -72,10 +73,22 @@ macro_rules! report_shapes {
         pub run_id: Option<String>,
         #[doc = "The Redis version it runs (`redis_version` of `INFO server`)."]
         pub version: Option<String>,
+        #[doc = "Its replication role (`role` of `INFO`): `master`, or `slave` for a replica, which a lock should not use."]
+        pub role: Option<String>,
         #[doc = "How long the node has run under that run id, in ms."]
         pub uptime_ms: Option<f64>,
+        #[doc = "The memory its data takes, in bytes (`used_memory` of `INFO`)."]
+        pub used_memory_bytes: Option<f64>,
+        #[doc = "Whether its append-only file is on (`aof_enabled` of `INFO`)."]
+        pub aof: Option<bool>,
+        #[doc = "When it writes the append-only file to disk: `always`, `everysec` or `no` (`CONFIG GET`)."]
+        pub appendfsync: Option<String>,
         #[doc = "Whether it keeps every write on disk before replying; `null` when it does not say."]
         pub durable: Option<bool>,
+        #[doc = "The lock keys it holds under the key prefix, fencing counters left out; counted with `SCAN` only when `health({ lock_keys: true })` asks."]
+        pub lock_keys: Option<u32>,
+        #[doc = "Why the lock keys were asked for and not counted."]
+        pub lock_keys_error: Option<String>,
         #[doc = "How long its vote does not count yet (restart quarantine), in ms."]
         pub quarantine_ms: f64,
         #[doc = "Why this probe failed."]
@@ -209,12 +222,9 @@ impl Engine {
     Ok(info)
   }
 
-  pub async fn health(&self) -> Result<HealthReport, LockError> {
+  pub async fn health(&self, options: HealthOptions) -> Result<HealthReport, LockError> {
     let inner = &*self.inner;
     let _in_flight = InFlight::enter(inner)?;
-    let ping = Request {
-      cmd: redis::cmd("PING"),
-    };
     let quarantine = inner.quarantine();
     let config = &inner.config;
     let probes = inner.nodes.iter().map(|node| {
@@ -223,11 +233,29 @@ impl Engine {
         true => config.command_timeout,
         false => config.connect_timeout + config.command_timeout,
       };
-      let ping = &ping;
       async move {
         let start = Instant::now();
-        let reply = tokio::time::timeout(limit, node.probe(ping)).await;
-        (start.elapsed(), limit, reply)
+        let pong = node.probe(&request(&["PING"]));
+        // Behind the PING on the same connection, so they neither delay its
+        // reply nor wait for a connection of their own.
+        let info = node.query(&request(&["INFO"]));
+        let persistence = node.query(&request(&["CONFIG", "GET", "append*"]));
+        let reply = tokio::time::timeout(limit, pong).await;
+        let elapsed = start.elapsed();
+        let mut found = Found::default();
+        if let Ok(Ok(_)) = reply {
+          let details = futures_util::future::join(info, persistence);
+          if let Ok((info, persistence)) =
+            tokio::time::timeout(config.command_timeout, details).await
+          {
+            found.read(info.ok(), persistence.ok());
+          }
+          if options.lock_keys {
+            found.lock_keys =
+              Some(count_lock_keys(node, &config.key_prefix, config.command_timeout).await);
+          }
+        }
+        (elapsed, limit, reply, found)
       }
     });
     let replies = futures_util::future::join_all(probes).await;
@@ -236,12 +264,17 @@ impl Engine {
       .nodes
       .iter()
       .zip(replies)
-      .map(|(node, (elapsed, limit, reply))| {
+      .map(|(node, (elapsed, limit, reply, found))| {
         let status = node.status();
         let error = match reply {
           Ok(Ok(_)) => None,
           Ok(Err(message)) => Some(message),
           Err(_) => Some(format!("no reply within {} ms", limit.as_millis())),
+        };
+        let (lock_keys, lock_keys_error) = match found.lock_keys {
+          None => (None, None),
+          Some(Ok(count)) => (Some(count), None),
+          Some(Err(problem)) => (None, Some(problem)),
         };
         NodeHealth {
           node: node.label().to_string(),
@@ -249,10 +282,16 @@ impl Engine {
           latency_ms: error.is_none().then_some(elapsed.as_secs_f64() * 1000.0),
           run_id: status.run_id,
           version: status.version,
+          role: found.role,
           uptime_ms: status
             .started
             .map(|started| now.saturating_duration_since(started).as_millis() as f64),
+          used_memory_bytes: found.used_memory_bytes,
+          aof: found.aof,
+          appendfsync: found.appendfsync,
           durable: status.durable,
+          lock_keys,
+          lock_keys_error,
           quarantine_ms: quarantine
             .and_then(|max_ttl| node.quarantine_left(max_ttl))
             .map_or(0.0, |left: Duration| left.as_millis() as f64),
@@ -275,9 +314,114 @@ impl Engine {
   }
 }
 
+/// What `health` does beyond pinging, when asked, since it costs more.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct HealthOptions {
+  /// Count each node's lock keys, with one `SCAN` per thousand keys.
+  pub lock_keys: bool,
+}
+
+/// How many `SCAN` steps' command timeouts one node's count may take in
+/// all: a node with millions of keys is reported as not counted rather than
+/// holding `health` for minutes.
+const SCAN_STEPS_ALLOWED: u32 = 10;
+
+fn request(args: &[&str]) -> Request {
+  let mut cmd = redis::cmd(args[0]);
+  for arg in &args[1..] {
+    cmd.arg(*arg);
+  }
+  Request { cmd }
+}
+
+/// What a node that answered tells of itself now. A node that refuses
+/// `INFO` or `CONFIG` (an ACL, a managed service) leaves those fields out:
+/// it still answers.
+#[derive(Default)]
+struct Found {
+  role: Option<String>,
+  used_memory_bytes: Option<f64>,
+  aof: Option<bool>,
+  appendfsync: Option<String>,
+  lock_keys: Option<Result<u32, String>>,
+}
+
+impl Found {
+  fn read(&mut self, info: Option<Value>, persistence: Option<Value>) {
+    if let Some(info) = info.and_then(|info| redis::from_redis_value::<InfoDict>(info).ok()) {
+      self.role = info.get("role");
+      self.used_memory_bytes = info.get::<u64>("used_memory").map(|bytes| bytes as f64);
+      self.aof = info.get::<String>("aof_enabled").map(|on| on == "1");
+    }
+    let persistence = persistence
+      .and_then(|config| redis::from_redis_value::<HashMap<String, String>>(config).ok());
+    self.appendfsync = persistence.and_then(|mut config| config.remove("appendfsync"));
+  }
+}
+
+/// The keys under `prefix` on `node`, but the fencing counters, which are
+/// no locks; each `SCAN` step within `step`, all of them within
+/// [`SCAN_STEPS_ALLOWED`] steps' time.
+async fn count_lock_keys(node: &NodeClient, prefix: &str, step: Duration) -> Result<u32, String> {
+  let pattern = format!("{}*", glob_escaped(prefix));
+  let counters = fence_key(prefix, "");
+  let deadline = Instant::now() + step * SCAN_STEPS_ALLOWED;
+  let mut cursor = 0u64;
+  let mut count = 0u32;
+  loop {
+    let mut scan = redis::cmd("SCAN");
+    scan
+      .arg(cursor)
+      .arg("MATCH")
+      .arg(&pattern)
+      .arg("COUNT")
+      .arg(1000);
+    let left = deadline.saturating_duration_since(Instant::now());
+    let reply = match tokio::time::timeout(step.min(left), node.query(&Request { cmd: scan })).await
+    {
+      Ok(answered) => answered?,
+      Err(_) if left <= step => {
+        return Err(format!(
+          "not counted within {} ms",
+          (step * SCAN_STEPS_ALLOWED).as_millis()
+        ))
+      }
+      Err(_) => return Err(format!("no reply to SCAN within {} ms", step.as_millis())),
+    };
+    let (next, keys): (u64, Vec<Vec<u8>>) =
+      redis::from_redis_value(reply).map_err(|e| format!("unexpected SCAN reply: {e}"))?;
+    count += keys
+      .iter()
+      .filter(|key| !key.starts_with(counters.as_bytes()))
+      .count() as u32;
+    if next == 0 {
+      return Ok(count);
+    }
+    cursor = next;
+  }
+}
+
+/// `text` as a `SCAN MATCH` pattern that matches only itself.
+fn glob_escaped(text: &str) -> String {
+  let mut escaped = String::with_capacity(text.len());
+  for c in text.chars() {
+    if matches!(c, '*' | '?' | '[' | ']' | '\\') {
+      escaped.push('\\');
+    }
+    escaped.push(c);
+  }
+  escaped
+}
+
 #[cfg(test)]
 mod tests {
-  use super::{parse_metadata, split_value};
+  use super::{glob_escaped, parse_metadata, split_value};
+
+  #[test]
+  fn a_key_prefix_matches_only_itself_in_scan() {
+    assert_eq!(glob_escaped("redlock:"), "redlock:");
+    assert_eq!(glob_escaped(r"a*b?[c]\\"), r"a\*b\?\[c\]\\\\");
+  }
 
   #[test]
   fn metadata_follows_the_token_after_one_space() {
