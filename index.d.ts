@@ -180,6 +180,31 @@ export interface DistributedLockOptions {
    * both spellings.
    */
   credentials?: CredentialsProvider
+  /**
+   * OpenTelemetry metrics and traces of this instance's calls (README,
+   * Observability): `true` for the global meter and tracer providers, or
+   * the providers to use. Needs the optional peer dependency
+   * `@opentelemetry/api`; without it the constructor throws
+   * `ERR_INVALID_ARG` saying so.
+   */
+  telemetry?: boolean | TelemetryOptions
+}
+
+/** The `telemetry` option as an object. */
+export interface TelemetryOptions {
+  /**
+   * Where the instruments are made (an `@opentelemetry/api` `MeterProvider`,
+   * typed here by what the lock calls, so that the types need no
+   * OpenTelemetry package); the global meter provider when absent.
+   */
+  meterProvider?: { getMeter(name: string, version?: string, options?: object): unknown }
+  /** Where the spans are made (a `TracerProvider`); the global tracer provider when absent. */
+  tracerProvider?: { getTracer(name: string, version?: string, options?: object): unknown }
+  /**
+   * Add the resource names to the metrics as `lock.resource` (one series
+   * per resource: mind the cardinality). Spans always carry them. Default `false`.
+   */
+  resourceAttribute?: boolean
 }
 
 /** The outcome of an acquire in its channel context and metrics. */

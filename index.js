@@ -55,6 +55,13 @@ function abortError(signal) {
   return error
 }
 
+/** `options` as the native side reads them: `telemetry` is the facade's own, and may hold SDK objects. */
+function withoutTelemetry(options) {
+  if (options === null || typeof options !== 'object' || !Object.hasOwn(options, 'telemetry')) return options
+  const { telemetry: _telemetry, ...rest } = options
+  return rest
+}
+
 /** `options` with auto_extend on, in whichever spelling; anything but an object is left for acquire to reject. */
 function withAutoExtend(options) {
   if (options === undefined) return { auto_extend: true }
@@ -236,6 +243,8 @@ class DistributedLock {
   /** The event kinds the native side builds: 1 watchdog, 2 node. */
   #gate = 0
   #gateTimer
+  /** What the `telemetry` option made, if given: see telemetry.js. */
+  #telemetry = null
 
   static {
     decided.acquire = (lock, resource, ttlMs, options) =>
@@ -246,13 +255,14 @@ class DistributedLock {
   }
 
   constructor(options) {
+    const telemetry = options !== null && typeof options === 'object' ? options.telemetry : undefined
     const { lock, nodes } = providersOf(options)
     // The native side keeps this function for as long as it lives: it must
     // not keep the instance alive.
     const self = new WeakRef(this)
     const told = (ids, events) => self.deref()?.#told(ids, events)
     this.#core = new LockCore(
-      options,
+      withoutTelemetry(options),
       told,
       lock && settledProvider(lock),
       Array.from(nodes, (node) => node && settledProvider(node)),
@@ -263,6 +273,14 @@ class DistributedLock {
       else live.#regate()
     }, GATE_INTERVAL_MS)
     this.#gateTimer.unref()
+    if (telemetry !== undefined && telemetry !== false) {
+      try {
+        this.#telemetry = require('./telemetry.js').instrument(this, telemetry, invalidArg)
+      } catch (error) {
+        clearInterval(this.#gateTimer)
+        throw error
+      }
+    }
     this.#regate()
   }
 
@@ -476,6 +494,7 @@ class DistributedLock {
       clearInterval(this.#gateTimer)
       this.#closing = call(() => this.#core.close()).then(() => {
         for (const [id, handle] of watched) if (handleOwner(handle) === this) watched.delete(id)
+        this.#telemetry?.close()
       })
     }
     return this.#closing
