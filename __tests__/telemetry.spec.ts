@@ -113,8 +113,10 @@ describe('telemetry with the OpenTelemetry SDKs', () => {
     assert.equal(total(all, 'lock.acquire.attempts'), 3)
     const nodeDuration = metric(all, 'lock.node.duration') as HistogramMetricData
     assert.equal(nodeDuration.descriptor.unit, 's')
+    // Only replies that came before each call was decided: at least a majority of the nodes.
     const ports = new Set(nodeDuration.dataPoints.map((point) => point.attributes['server.port']))
-    assert.deepEqual([...ports].sort(), fixture.cluster.nodes.map((node) => node.port).sort())
+    const cluster = fixture.cluster.nodes.map((node) => node.port)
+    assert.ok(ports.size >= 2 && [...ports].every((port) => cluster.includes(port as number)), `ports ${[...ports]}`)
     for (const point of nodeDuration.dataPoints) {
       assert.equal(point.attributes['server.address'], '127.0.0.1')
       assert.equal(point.attributes['db.operation.name'], 'EVALSHA')
