@@ -11,6 +11,7 @@ import { hostname } from 'node:os'
 import { parseArgs } from 'node:util'
 
 import { DistributedLock, type LockError, type LockHandle } from '..'
+import { fiveNumbers } from './numbers'
 
 const { values } = parseArgs({
   options: {
@@ -33,10 +34,15 @@ const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms))
 const lock = new DistributedLock({ lock_ttl_ms: ttlMs, retry_count: 0 })
 let stopping = false
 let held: LockHandle | null = null
+/** For the numbers printed at shutdown: when this keeper started, and how long each of its holds lasted. */
+const keeperStarted = Date.now()
+const holdsMs: number[] = []
+let heldSince = 0
 
 async function holdAndWork(handle: LockHandle): Promise<void> {
   held = handle
   const started = Date.now()
+  heldSince = started
   let renewals = 0
   let lost = false
   // Extend at a third of the TTL, so two extensions can fail before the lease does.
@@ -55,6 +61,7 @@ async function holdAndWork(handle: LockHandle): Promise<void> {
     }
   } finally {
     clearInterval(keepAlive)
+    holdsMs.push(Date.now() - started)
   }
   if (lost) {
     log('✗ lease lost: stopped working; competing again')
@@ -103,9 +110,12 @@ async function shutdown(signal: string): Promise<void> {
   stopping = true
   log(`${signal}: shutting down`)
   if (held) {
+    holdsMs.push(Date.now() - heldSince)
     const released = await lock.release(held).catch(() => false)
     log(released ? 'Lock released' : 'Lock was already gone')
   }
+  const report = await lock.health().catch(() => null)
+  log(`Numbers | ${fiveNumbers(lock.stats(), report, Date.now() - keeperStarted, holdsMs)}`)
   await lock.close()
   process.exit(0)
 }
