@@ -203,9 +203,15 @@ class LockHandle {
  */
 const decided = {}
 
-/** Whether anyone listens to the TracingChannel `channel`. */
+/** Whether anyone listens to the TracingChannel `channel` (its own `hasSubscribers` is newer than Node 20.0). */
 function traced(channel) {
-  return channel.start.hasSubscribers || channel.asyncEnd.hasSubscribers || channel.error.hasSubscribers
+  return (
+    channel.start.hasSubscribers ||
+    channel.end.hasSubscribers ||
+    channel.asyncStart.hasSubscribers ||
+    channel.asyncEnd.hasSubscribers ||
+    channel.error.hasSubscribers
+  )
 }
 
 /** An `onDecided` function that copies the decision into `context`. */
@@ -296,7 +302,7 @@ class DistributedLock {
   /** What the native side tells: the auto-extended locks the watchdog lost, and the events asked for. */
   #told(ids, events) {
     for (const event of events) {
-      if (event.lock !== undefined && event.lock !== null) {
+      if (event.lock !== null) {
         if (channels.watchdog.hasSubscribers) {
           const handle = watched.get(event.lock)
           channels.watchdog.publish({

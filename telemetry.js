@@ -24,14 +24,22 @@ function loadApi() {
   }
 }
 
-/** `host` and `port` of a node label (`host:port`, an IPv6 address in brackets). */
+/** The attributes of node labels seen so far: a lock has a fixed few nodes. */
+const servers = new Map()
+
+/** `server.address` and `server.port` of a node label (`host:port`, an IPv6 address in brackets). */
 function serverOf(label) {
-  const colon = label.lastIndexOf(':')
-  const host = label.slice(0, colon)
-  return {
-    'server.address': host.startsWith('[') ? host.slice(1, -1) : host,
-    'server.port': Number(label.slice(colon + 1)),
+  let server = servers.get(label)
+  if (server === undefined) {
+    const colon = label.lastIndexOf(':')
+    const host = label.slice(0, colon)
+    server = Object.freeze({
+      'server.address': host.startsWith('[') ? host.slice(1, -1) : host,
+      'server.port': Number(label.slice(colon + 1)),
+    })
+    servers.set(label, server)
   }
+  return server
 }
 
 /** The settings of a `telemetry` option, or the message saying what is wrong with it. */
@@ -173,7 +181,8 @@ function instrument(lock, option, invalidArg) {
     }
   }
 
-  const quorum = () => Math.floor(lock.stats().nodes.length / 2) + 1
+  // The nodes of a lock never change: its quorum is read once, at its first call.
+  let quorum
 
   /** The handlers of one operation's TracingChannel, for this lock's calls only. */
   const tracing = (operation, finish) => ({
@@ -198,7 +207,8 @@ function instrument(lock, option, invalidArg) {
       const { span, since, startedAt } = call
       const seconds = (performance.now() - since) / 1000
       const endedAt = startedAt + seconds * 1000
-      span.setAttributes({ 'lock.outcome': context.outcome, 'lock.attempts': context.attempts, 'lock.quorum': quorum() })
+      quorum ??= Math.floor(lock.stats().nodes.length / 2) + 1
+      span.setAttributes({ 'lock.outcome': context.outcome, 'lock.attempts': context.attempts, 'lock.quorum': quorum })
       for (let attempt = 1; attempt <= context.attempts; attempt++) {
         const deciding = attempt === context.attempts
         const granted = deciding ? context.votes.filter((vote) => vote.vote === 'granted').length : undefined

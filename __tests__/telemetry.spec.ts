@@ -247,6 +247,10 @@ describe('telemetry with the OpenTelemetry SDKs', () => {
     assert.throws(() => fixture.newLock(options('yes')), { code: 'ERR_INVALID_ARG', message: /telemetry/ })
     assert.throws(() => fixture.newLock(options({ meterProvider: {} })), { code: 'ERR_INVALID_ARG', message: /meterProvider/ })
     assert.throws(() => fixture.newLock(options({ tracer: 1 })), { code: 'ERR_INVALID_ARG', message: /unknown key 'tracer'/ })
+    assert.throws(() => fixture.newLock({ redis_nodes: fixture.cluster.addresses, telemtry: true } as DistributedLockOptions), {
+      code: 'ERR_INVALID_ARG',
+      message: /did you mean 'telemetry'/,
+    })
   })
 
   it('without @opentelemetry/api installed the lock works and telemetry fails saying what to install', async () => {
