@@ -9,7 +9,7 @@ import { afterEach, describe, it } from 'node:test'
 
 import type { LockHandle } from '..'
 import { useCluster } from './helpers/fixture'
-import { waitFor } from './helpers/redis'
+import { RedisNode, waitFor } from './helpers/redis'
 
 type Message = Record<string, any>
 
@@ -166,6 +166,34 @@ describe('diagnostics channels and stats()', () => {
     assert.ok(stats.extended >= 1, `extended ${stats.extended}`)
     assert.ok(stats.extensionFailures >= 1, `extension failures ${stats.extensionFailures}`)
     assert.equal(stats.heldNow, 0)
+  })
+
+  it('a node without durable persistence is published entering the restart quarantine and leaving it', async () => {
+    // Volatile on purpose: a node that keeps no durable data is quarantined for max_ttl_ms after it starts.
+    const volatile = await RedisNode.start({ durable: false })
+    try {
+      const nodes = [...fixture.cluster.addresses, volatile.address]
+      const lock = fixture.newLock({ redis_nodes: nodes, retry_count: 0, lock_ttl_ms: 800, max_ttl_ms: 800 })
+      subscriber = subscribeAll()
+      const changes = () => subscriber!.of('node').filter((m) => m.node === volatile.address).map((m) => m.change)
+      const call = async () => {
+        const handle = await lock.acquire('diag:quarantine', 800)
+        if (handle !== null) await lock.release(handle)
+      }
+      await waitFor('the quarantine to be published', async () => {
+        await call()
+        return changes().includes('quarantined')
+      })
+      assert.equal(lock.stats().nodes[3].quarantined, true)
+      await waitFor('the node to count again', async () => {
+        await call()
+        return changes().includes('counted')
+      })
+      assert.deepEqual(changes(), ['quarantined', 'counted'])
+      assert.equal(lock.stats().nodes[3].quarantined, false)
+    } finally {
+      await volatile.stop()
+    }
   })
 
   it('stats() counts what the calls did, without any subscriber', async () => {
