@@ -273,12 +273,14 @@ class DistributedLock {
       lock && settledProvider(lock),
       Array.from(nodes, (node) => node && settledProvider(node)),
     )
-    this.#gateTimer = setInterval(() => {
+    // Like `told`, the timer holds the instance weakly, and ends with it.
+    const gateTimer = setInterval(() => {
       const live = self.deref()
-      if (live === undefined) clearInterval(this.#gateTimer)
+      if (live === undefined) clearInterval(gateTimer)
       else live.#regate()
     }, GATE_INTERVAL_MS)
-    this.#gateTimer.unref()
+    gateTimer.unref()
+    this.#gateTimer = gateTimer
     if (telemetry !== undefined && telemetry !== false) {
       try {
         this.#telemetry = require('./telemetry.js').instrument(this, telemetry, invalidArg)

@@ -4,7 +4,9 @@
 // the calls did.
 
 import assert from 'node:assert/strict'
+import { spawnSync } from 'node:child_process'
 import diagnostics from 'node:diagnostics_channel'
+import path from 'node:path'
 import { afterEach, describe, it } from 'node:test'
 
 import type { LockHandle } from '..'
@@ -254,5 +256,16 @@ describe('diagnostics channels and stats()', () => {
     assert.equal(rival.stats().held, 2)
     const waiterStats = waiter.stats()
     assert.deepEqual([waiterStats.acquired, waiterStats.released, waiterStats.aborted], [1, 1, 1])
+  })
+
+  it('a lock dropped without close() is still collected: the subscriber check holds it weakly', () => {
+    const script = `
+      const { DistributedLock } = require(${JSON.stringify(path.resolve(__dirname, '..'))})
+      const collected = new FinalizationRegistry(() => { console.log('collected'); process.exit(0) })
+      ;(() => collected.register(new DistributedLock({ redis_nodes: ['127.0.0.1:1'] }), 'lock'))()
+      setInterval(() => globalThis.gc(), 20)
+      setTimeout(() => { console.log('kept alive'); process.exit(1) }, 5000)`
+    const run = spawnSync(process.execPath, ['--expose-gc', '-e', script], { encoding: 'utf8', timeout: 30_000 })
+    assert.equal(run.stdout.trim(), 'collected', run.stderr)
   })
 })
