@@ -7,8 +7,7 @@
 
 import { randomUUID } from 'node:crypto'
 
-import { MeterProvider, MetricReader } from '@opentelemetry/sdk-metrics'
-import { BasicTracerProvider, BatchSpanProcessor, type SpanExporter } from '@opentelemetry/sdk-trace-base'
+import type { SpanExporter } from '@opentelemetry/sdk-trace-base'
 import { Redlock as SesameRedlock } from '@sesamecare-oss/redlock'
 import Redis from 'ioredis'
 import Redlock from 'redlock'
@@ -73,12 +72,6 @@ function nodeRedlock(instance: NodeRedlock): Contender {
   }
 }
 
-/** A reader of the SDK's meter provider, collected only when asked: the instruments record as under any reader. */
-class HeldReader extends MetricReader {
-  protected async onForceFlush(): Promise<void> {}
-  protected async onShutdown(): Promise<void> {}
-}
-
 /** Drops every span it is given: the SDK builds, ends and batches each span, nothing is kept. */
 const DISCARD: SpanExporter = {
   export: (_spans, done) => done({ code: 0 }),
@@ -115,6 +108,14 @@ export const FACTORIES: Record<Name, ContenderFactory> = {
   ours: (addresses, retry) => ours(addresses, retry),
 
   'ours+otel'(addresses, retry) {
+    // Loaded here, so that the other contenders' processes do not carry the SDKs.
+    const { MeterProvider, MetricReader } = require('@opentelemetry/sdk-metrics') as typeof import('@opentelemetry/sdk-metrics')
+    const { BasicTracerProvider, BatchSpanProcessor } = require('@opentelemetry/sdk-trace-base') as typeof import('@opentelemetry/sdk-trace-base')
+    /** A reader collected only when asked: the instruments record as under any reader. */
+    class HeldReader extends MetricReader {
+      protected async onForceFlush(): Promise<void> {}
+      protected async onShutdown(): Promise<void> {}
+    }
     const meterProvider = new MeterProvider({ readers: [new HeldReader()] })
     const tracerProvider = new BasicTracerProvider({ spanProcessors: [new BatchSpanProcessor(DISCARD)] })
     return ours(addresses, retry, { telemetry: { meterProvider, tracerProvider } }, async () => {
