@@ -23,11 +23,12 @@ export declare class Cancel {
 export declare class LockCore {
   /**
    * Parses `options` (environment defaults included); `onLost` is told the
-   * ids of auto-extended locks whose leases the watchdog lost. `provider`
+   * ids of auto-extended locks whose leases the watchdog lost, and the
+   * events asked for with `observe` that came meanwhile. `provider`
    * is the lock's credentials function and `nodeProviders` those of the
    * `redis_nodes` entries, by index, each wrapped by the facade.
    */
-  constructor(options: unknown, onLost: (locks: bigint[]) => void, provider?: () => Promise<unknown>, nodeProviders?: Array<(() => Promise<unknown>) | undefined>)
+  constructor(options: unknown, onLost: (locks: bigint[], events: LockEvent[]) => void, provider?: () => Promise<unknown>, nodeProviders?: Array<(() => Promise<unknown>) | undefined>)
   /**
    * Acquires `resource` (one name or a list) for `ttlMs`: the lock, or
    * `null` when another owner holds it. A `cancel` switch makes the call
@@ -48,6 +49,13 @@ export declare class LockCore {
    * keys when the options ask.
    */
   health(options?: unknown): Promise<HealthReport>
+  /** What this lock did so far: a snapshot of its counts and nodes. */
+  stats(): Stats
+  /**
+   * Which events `onLost` is told from now on: each watchdog extension
+   * (`watchdog`), each node's change of state (`nodes`).
+   */
+  observe(watchdog: boolean, nodes: boolean): void
   /**
    * Refuses new calls from now on; resolves once held locks are released
    * and connections closed.
@@ -91,6 +99,26 @@ export interface HealthReport {
   nodes: Array<NodeHealth>
 }
 
+/** Something that happened on the I/O thread, told to a caller that asked. */
+export interface LockEvent {
+  /** The lock a watchdog extension was for. */
+  lock: bigint | null
+  /** Whether that extension reached a majority in time. */
+  extended: boolean | null
+  /** Whether the watchdog gave the lease up after it. */
+  lost: boolean | null
+  /** The extension's guaranteed time, when it succeeded, in ms. */
+  validityMs: number | null
+  /** How many nodes granted it. */
+  granted: number | null
+  /** The node that changed, as `host:port`. */
+  node: string | null
+  /** How it changed. */
+  change: NodeChange | null
+  /** Why, for a node that went down. */
+  error: string | null
+}
+
 /** What `inspect()` reports: the lock as a majority of the nodes sees it. */
 export interface LockInfo {
   resource: string
@@ -108,6 +136,9 @@ export interface LockInfo {
   quorum: number
   nodes: Array<NodeLockInfo>
 }
+
+/** A node's change of state, as the calls saw it. */
+export type NodeChange = 'down' | 'up' | 'quarantined' | 'counted'
 
 /**
  * A node of the quorum as a lock resolves it from its options and
@@ -197,6 +228,18 @@ export interface NodeLockInfo {
   quarantineMs: number
 }
 
+/** One node in a `Stats` snapshot, as the calls found it. */
+export interface NodeStats {
+  /** The node as `host:port`, never with its password. */
+  node: string
+  /** Whether its last reply was an answer (`null` before any command). */
+  up: boolean | null
+  /** How long its last reply took after the command was issued, in ms. */
+  lastLatencyMs: number | null
+  /** Whether its vote does not count yet (restart quarantine). */
+  quarantined: boolean
+}
+
 /** What one node answered in the attempt that decided a call. */
 export interface NodeVote {
   /** The node as `host:port`, never with its password. */
@@ -220,6 +263,31 @@ export interface NodeVote {
  * as the lock does.
  */
 export declare function resolveNodes(options?: unknown): Array<NodeConfig>
+
+/** What one lock instance did since it was made. */
+export interface Stats {
+  /** Acquires that won the lock. */
+  acquired: number
+  /** Acquires that ended because another owner held it (lock conflicts). */
+  held: number
+  /** Acquires that failed with `ERR_QUORUM_UNAVAILABLE`. */
+  unavailable: number
+  /** Acquires aborted through their signal. */
+  aborted: number
+  /** Extensions that reached a majority, the watchdog's included. */
+  extended: number
+  /** Extensions that did not (a watchdog's retries each count). */
+  extensionFailures: number
+  /** Leases lost: an extension that found them gone, or the watchdog out of time. */
+  lost: number
+  /** Releases that found the lock still held by a majority. */
+  released: number
+  /** Acquire, extend and release calls under way. */
+  inFlight: number
+  /** Leases this instance holds now. */
+  heldNow: number
+  nodes: Array<NodeStats>
+}
 
 /**
  * How long a lease is guaranteed, counted from when the attempt that

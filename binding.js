@@ -837,5 +837,6 @@ module.exports.__napiBindingTarget = __napiStampBindingTarget(nativeBinding, __n
 module.exports = nativeBinding
 module.exports.Cancel = nativeBinding.Cancel
 module.exports.LockCore = nativeBinding.LockCore
+module.exports.NodeChange = nativeBinding.NodeChange
 module.exports.resolveNodes = nativeBinding.resolveNodes
 module.exports.Vote = nativeBinding.Vote

@@ -24,11 +24,11 @@
  * @packageDocumentation
  */
 
-import type { HealthReport, LockInfo, NodeConfig, NodeError } from './binding'
+import type { HealthReport, LockInfo, NodeConfig, NodeError, NodeVote, Stats } from './binding'
 
 // The shapes of results and reports are declared once, in Rust, and
 // generated into binding.d.ts with their documentation.
-export type { HealthReport, LockInfo, NodeError, NodeHealth, NodeLockInfo } from './binding'
+export type { HealthReport, LockInfo, NodeChange, NodeError, NodeHealth, NodeLockInfo, NodeStats, NodeVote, Stats, Vote } from './binding'
 
 /**
  * One Redis node: `host`, `host:port`, `[::1]:6380`,
@@ -180,6 +180,103 @@ export interface DistributedLockOptions {
    * both spellings.
    */
   credentials?: CredentialsProvider
+  /**
+   * OpenTelemetry metrics and traces of this instance's calls (README,
+   * Observability): `true` for the global meter and tracer providers, or
+   * the providers to use. Needs the optional peer dependency
+   * `@opentelemetry/api`; without it the constructor throws
+   * `ERR_INVALID_ARG` saying so.
+   */
+  telemetry?: boolean | TelemetryOptions
+}
+
+/** The `telemetry` option as an object. */
+export interface TelemetryOptions {
+  /**
+   * Where the instruments are made (an `@opentelemetry/api` `MeterProvider`,
+   * typed here by what the lock calls, so that the types need no
+   * OpenTelemetry package); the global meter provider when absent.
+   */
+  meterProvider?: { getMeter(name: string, version?: string, options?: object): unknown }
+  /** Where the spans are made (a `TracerProvider`); the global tracer provider when absent. */
+  tracerProvider?: { getTracer(name: string, version?: string, options?: object): unknown }
+  /**
+   * Add the resource names to the metrics as `lock.resource` (one series
+   * per resource: mind the cardinality). Spans always carry them. Default `false`.
+   */
+  resourceAttribute?: boolean
+}
+
+/** The outcome of an acquire in its channel context and metrics. */
+export type AcquireOutcome = 'acquired' | 'held' | 'unavailable' | 'aborted' | 'error'
+
+/**
+ * The context object of the `redis-quorum-lock:acquire`, `:extend` and
+ * `:release` TracingChannels (`start`, `end`, `asyncStart`, `asyncEnd`,
+ * `error`). Built only while the channel has subscribers; the decision
+ * fields are filled in when the call is decided, before `asyncStart`.
+ */
+export interface CallContext {
+  /** The instance the call was made on. */
+  lock: DistributedLock
+  /** The resources: as given to acquire, the handle's for extend and release. */
+  resources: string[] | undefined
+  /** The TTL as given (`undefined`: the lock's or the handle's). Not on release. */
+  ttlMs?: number
+  /** How many attempts the call made (0 when no node was asked). */
+  attempts: number
+  /** What each node answered in the deciding attempt, with its latency. */
+  votes: NodeVote[]
+  /**
+   * acquire: {@link AcquireOutcome}; extend: `'extended'`, `'lost'` or
+   * `'error'`; release: `'released'`, `'expired'` (no majority held it
+   * any more) or `'error'`.
+   */
+  outcome: string | undefined
+  /** The handle: acquire's once won (else `null`), the one passed to extend and release. */
+  handle: LockHandle | null
+  /** With `fencing`, the acquired handle's token (acquire only). */
+  fencingToken?: bigint | null
+  /** Set by the channel: what the call resolved with. */
+  result?: unknown
+  /** Set by the channel: what the call rejected with. */
+  error?: LockError
+}
+
+/** A message of the `redis-quorum-lock:lost` channel: a lease this process held is gone. */
+export interface LostMessage {
+  lock: DistributedLock
+  handle: LockHandle
+  resources: string[]
+  /** Why: the watchdog ran out of time, or an extension found the lease gone. */
+  reason: string
+}
+
+/** A message of the `redis-quorum-lock:watchdog` channel: one native extension of an auto-extended lease. */
+export interface WatchdogMessage {
+  lock: DistributedLock
+  /** The handle, while it is watched (`undefined` once released). */
+  handle: LockHandle | undefined
+  resources: string[] | undefined
+  /** Whether a majority extended it in time. */
+  extended: boolean
+  /** Whether the watchdog gave the lease up after it (then `:lost` follows). */
+  lost: boolean
+  /** The new guaranteed time in ms, when extended. */
+  validityMs: number | null
+  /** How many nodes granted the extension. */
+  granted: number
+}
+
+/** A message of the `redis-quorum-lock:node` channel: a node's change of state, as a call saw it. */
+export interface NodeMessage {
+  lock: DistributedLock
+  /** The node as `host:port`, never with its password. */
+  node: string
+  /** `down`: a command failed on it; `up`: it answers again; `quarantined` / `counted`: its vote stops / starts counting (restart quarantine). */
+  change: 'down' | 'up' | 'quarantined' | 'counted'
+  /** Why, for `down`. */
+  error: string | null
 }
 
 /** Per-call options of {@link DistributedLock.acquire}; each overrides the lock's own. */
@@ -392,6 +489,13 @@ export declare class DistributedLock {
    *   option or a value of the wrong type; `ERR_LOCK_CLOSED`.
    */
   health(options?: HealthOptions): Promise<HealthReport>
+
+  /**
+   * What this instance did since it was made, counted natively (the
+   * watchdog's extensions and losses included), and each node as the
+   * last command found it. Synchronous, asks no node.
+   */
+  stats(): Stats
 
   /**
    * Releases every lock this instance still holds, closes the connections

@@ -5,19 +5,38 @@
 // Every call of the binding returns a promise of a typed result (see
 // binding.d.ts); this file turns an acquired lock into a handle.
 
+const diagnostics = require('node:diagnostics_channel')
 const { Cancel, LockCore, resolveNodes: resolveNativeNodes } = require('./native.js')
+
+// What the lock does, published where APM tools look (README, Observability).
+// Nothing is built for a channel without subscribers: each call checks
+// first, and the native side builds the events of its I/O thread only for
+// the kinds it was told have subscribers.
+const channels = {
+  acquire: diagnostics.tracingChannel('redis-quorum-lock:acquire'),
+  extend: diagnostics.tracingChannel('redis-quorum-lock:extend'),
+  release: diagnostics.tracingChannel('redis-quorum-lock:release'),
+  lost: diagnostics.channel('redis-quorum-lock:lost'),
+  watchdog: diagnostics.channel('redis-quorum-lock:watchdog'),
+  node: diagnostics.channel('redis-quorum-lock:node'),
+}
+
+/** How often an idle lock looks whether the watchdog and node channels gained or lost subscribers. */
+const GATE_INTERVAL_MS = 1000
 
 /** Auto-extended handles by lock id (unique in the process), for the watchdog's lost-lease events. */
 const watched = new Map()
 
-/** Told by the native side which auto-extended locks the watchdog lost. */
-function lost(ids) {
-  for (const id of ids) {
-    const handle = watched.get(id)
-    watched.delete(id)
-    if (handle !== undefined) loseHandle(handle)
+/** Publishes on `:lost` that `handle`'s lease is gone, and why. */
+function publishLost(handle, reason) {
+  if (channels.lost.hasSubscribers) {
+    channels.lost.publish({ lock: handleOwner(handle), handle, resources: handle.resources, reason })
   }
 }
+
+const WATCHDOG_LOST =
+  'the watchdog could not extend the lease at a majority of the nodes before its validity ran out'
+const EXTEND_LOST = 'an extension found the lease gone on a majority of the nodes'
 
 function lockError(code, message) {
   const error = new Error(message)
@@ -34,6 +53,13 @@ function abortError(signal) {
   error.name = 'AbortError'
   error.cause = signal.reason
   return error
+}
+
+/** `options` as the native side reads them: `telemetry` is the facade's own, and may hold SDK objects. */
+function withoutTelemetry(options) {
+  if (options === null || typeof options !== 'object' || !Object.hasOwn(options, 'telemetry')) return options
+  const { telemetry: _telemetry, ...rest } = options
+  return rest
 }
 
 /** `options` with auto_extend on, in whichever spelling; anything but an object is left for acquire to reject. */
@@ -177,6 +203,32 @@ class LockHandle {
  */
 const decided = {}
 
+/** Whether anyone listens to the TracingChannel `channel` (its own `hasSubscribers` is newer than Node 20.0). */
+function traced(channel) {
+  return (
+    channel.start.hasSubscribers ||
+    channel.end.hasSubscribers ||
+    channel.asyncStart.hasSubscribers ||
+    channel.asyncEnd.hasSubscribers ||
+    channel.error.hasSubscribers
+  )
+}
+
+/** An `onDecided` function that copies the decision into `context`. */
+function into(context) {
+  return (decision) => {
+    context.attempts = decision.attempts
+    context.votes = decision.votes
+  }
+}
+
+/** The outcome of an acquire that failed with `error`. */
+function failedOutcome(error) {
+  if (error?.code === 'ERR_QUORUM_UNAVAILABLE') return 'unavailable'
+  if (error?.code === 'ABORT_ERR') return 'aborted'
+  return 'error'
+}
+
 /** Runs `start(onDecided)` and adds the decision it is told to the result `shape` makes, or to the error. */
 function withDecision(start, shape) {
   let decision
@@ -194,6 +246,11 @@ function withDecision(start, shape) {
 class DistributedLock {
   #core
   #closing = null
+  /** The event kinds the native side builds: 1 watchdog, 2 node. */
+  #gate = 0
+  #gateTimer
+  /** What the `telemetry` option made, if given: see telemetry.js. */
+  #telemetry = null
 
   static {
     decided.acquire = (lock, resource, ttlMs, options) =>
@@ -204,12 +261,97 @@ class DistributedLock {
   }
 
   constructor(options) {
+    const telemetry = options !== null && typeof options === 'object' ? options.telemetry : undefined
     const { lock, nodes } = providersOf(options)
-    this.#core = new LockCore(options, lost, lock && settledProvider(lock), Array.from(nodes, (node) => node && settledProvider(node)))
+    // The native side keeps this function for as long as it lives: it must
+    // not keep the instance alive.
+    const self = new WeakRef(this)
+    const told = (ids, events) => self.deref()?.#told(ids, events)
+    this.#core = new LockCore(
+      withoutTelemetry(options),
+      told,
+      lock && settledProvider(lock),
+      Array.from(nodes, (node) => node && settledProvider(node)),
+    )
+    // Like `told`, the timer holds the instance weakly, and ends with it.
+    const gateTimer = setInterval(() => {
+      const live = self.deref()
+      if (live === undefined) clearInterval(gateTimer)
+      else live.#regate()
+    }, GATE_INTERVAL_MS)
+    gateTimer.unref()
+    this.#gateTimer = gateTimer
+    if (telemetry !== undefined && telemetry !== false) {
+      try {
+        this.#telemetry = require('./telemetry.js').instrument(this, telemetry, invalidArg)
+      } catch (error) {
+        clearInterval(this.#gateTimer)
+        throw error
+      }
+    }
+    this.#regate()
+  }
+
+  /** Tells the native side which event kinds have subscribers, when that changed. */
+  #regate() {
+    const gate = (channels.watchdog.hasSubscribers ? 1 : 0) | (channels.node.hasSubscribers ? 2 : 0)
+    if (gate !== this.#gate) {
+      this.#gate = gate
+      this.#core.observe((gate & 1) !== 0, (gate & 2) !== 0)
+    }
+  }
+
+  /** What the native side tells: the auto-extended locks the watchdog lost, and the events asked for. */
+  #told(ids, events) {
+    for (const event of events) {
+      if (event.lock !== null) {
+        if (channels.watchdog.hasSubscribers) {
+          const handle = watched.get(event.lock)
+          channels.watchdog.publish({
+            lock: this,
+            handle,
+            resources: handle?.resources,
+            extended: event.extended,
+            lost: event.lost,
+            validityMs: event.validityMs,
+            granted: event.granted,
+          })
+        }
+      } else if (channels.node.hasSubscribers) {
+        channels.node.publish({ lock: this, node: event.node, change: event.change, error: event.error })
+      }
+    }
+    for (const id of ids) {
+      const handle = watched.get(id)
+      watched.delete(id)
+      if (handle !== undefined) {
+        loseHandle(handle)
+        publishLost(handle, WATCHDOG_LOST)
+      }
+    }
   }
 
   acquire(resource, ttlMs, options) {
-    return this.#acquire(resource, ttlMs, options, undefined)
+    this.#regate()
+    if (!traced(channels.acquire)) return this.#acquire(resource, ttlMs, options, undefined)
+    const resources = typeof resource === 'string' ? [resource] : resource
+    const context = { lock: this, resources, ttlMs, attempts: 0, votes: [], outcome: undefined, handle: null, fencingToken: null }
+    return channels.acquire.tracePromise(
+      () =>
+        this.#acquire(resource, ttlMs, options, into(context)).then(
+          (handle) => {
+            context.outcome = handle === null ? 'held' : 'acquired'
+            context.handle = handle
+            context.fencingToken = handle?.fencingToken ?? null
+            return handle
+          },
+          (error) => {
+            context.outcome = failedOutcome(error)
+            throw error
+          },
+        ),
+      context,
+    )
   }
 
   /** `onDecided`, when given, is told what decided the call. */
@@ -282,7 +424,23 @@ class DistributedLock {
   }
 
   extend(handle, ttlMs) {
-    return this.#extend(handle, ttlMs, undefined)
+    this.#regate()
+    if (!traced(channels.extend)) return this.#extend(handle, ttlMs, undefined)
+    const context = { lock: this, handle, resources: handle?.resources, ttlMs, attempts: 0, votes: [], outcome: undefined }
+    return channels.extend.tracePromise(
+      () =>
+        this.#extend(handle, ttlMs, into(context)).then(
+          (extended) => {
+            context.outcome = extended ? 'extended' : 'lost'
+            return extended
+          },
+          (error) => {
+            context.outcome = 'error'
+            throw error
+          },
+        ),
+      context,
+    )
   }
 
   #extend(handle, ttlMs, onDecided) {
@@ -292,6 +450,7 @@ class DistributedLock {
       if (validity === null) {
         watched.delete(id)
         loseHandle(handle)
+        publishLost(handle, EXTEND_LOST)
         return false
       }
       setValidity(handle, validity)
@@ -300,7 +459,23 @@ class DistributedLock {
   }
 
   release(handle) {
-    return this.#release(handle, undefined)
+    this.#regate()
+    if (!traced(channels.release)) return this.#release(handle, undefined)
+    const context = { lock: this, handle, resources: handle?.resources, attempts: 0, votes: [], outcome: undefined }
+    return channels.release.tracePromise(
+      () =>
+        this.#release(handle, into(context)).then(
+          (released) => {
+            context.outcome = released ? 'released' : 'expired'
+            return released
+          },
+          (error) => {
+            context.outcome = 'error'
+            throw error
+          },
+        ),
+      context,
+    )
   }
 
   #release(handle, onDecided) {
@@ -318,10 +493,16 @@ class DistributedLock {
     return call(() => this.#core.health(options))
   }
 
+  stats() {
+    return this.#core.stats()
+  }
+
   close() {
     if (this.#closing === null) {
+      clearInterval(this.#gateTimer)
       this.#closing = call(() => this.#core.close()).then(() => {
         for (const [id, handle] of watched) if (handleOwner(handle) === this) watched.delete(id)
+        this.#telemetry?.close()
       })
     }
     return this.#closing

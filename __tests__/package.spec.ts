@@ -120,7 +120,7 @@ describe('the packed package, installed as a user installs it', () => {
   test('the main package holds the facade, its loaders, the types, README and LICENSE, and no binary or source', () => {
     assert.deepEqual(
       entries(mainTarball),
-      ['LICENSE', 'README.md', 'azure.d.mts', 'azure.d.ts', 'azure.js', 'azure.mjs', 'binding.d.ts', 'binding.js', 'index.d.mts', 'index.d.ts', 'index.js', 'index.mjs', 'native.js', 'package.json', 'redlock.d.mts', 'redlock.d.ts', 'redlock.js', 'redlock.mjs'].map((file) => `package/${file}`),
+      ['LICENSE', 'README.md', 'azure.d.mts', 'azure.d.ts', 'azure.js', 'azure.mjs', 'binding.d.ts', 'binding.js', 'index.d.mts', 'index.d.ts', 'index.js', 'index.mjs', 'native.js', 'package.json', 'redlock.d.mts', 'redlock.d.ts', 'redlock.js', 'redlock.mjs', 'telemetry.js'].map((file) => `package/${file}`),
     )
   })
 
@@ -199,6 +199,24 @@ console.log(JSON.stringify({
     assert.equal(seen.entry, path.join(project, 'node_modules', NAME, 'redlock.js'))
     assert.equal(seen.same, true)
     assert.deepEqual(seen.kinds, ['function', 'function', 'function'])
+  })
+
+  test('installed without @opentelemetry/api, the telemetry option fails saying what to install', () => {
+    assert.equal(existsSync(path.join(project, 'node_modules', '@opentelemetry')), false, 'the optional peer is not installed')
+    writeFileSync(
+      path.join(project, 'telemetry.cjs'),
+      `const { DistributedLock } = require('${NAME}')
+try {
+  new DistributedLock({ redis_nodes: ['127.0.0.1:1'], telemetry: true })
+  console.log(JSON.stringify({ thrown: false }))
+} catch (error) {
+  console.log(JSON.stringify({ thrown: true, code: error.code, message: error.message }))
+}
+`,
+    )
+    const seen = JSON.parse(ok(node(['telemetry.cjs']), 'the telemetry option without the package'))
+    assert.equal(seen.code, 'ERR_INVALID_ARG')
+    assert.match(seen.message, /npm install @opentelemetry\/api/)
   })
 
   test('the azure subpath loads from the installed package through require() and import, without @azure/identity, and type-checks as the README uses it', () => {

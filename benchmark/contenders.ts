@@ -1,17 +1,20 @@
 // The libraries the benchmark compares, behind one small interface: this
-// library, four npm Redlock implementations on ioredis, and `raw`, the
+// library (bare, and with its OpenTelemetry metrics and spans recorded by the
+// SDKs: the cost of turning telemetry on), four npm Redlock implementations
+// on ioredis, and `raw`, the
 // limit for a JavaScript client (SET NX PX to every node at once, decided at
 // quorum, released with a compare-and-delete script).
 
 import { randomUUID } from 'node:crypto'
 
+import type { SpanExporter } from '@opentelemetry/sdk-trace-base'
 import { Redlock as SesameRedlock } from '@sesamecare-oss/redlock'
 import Redis from 'ioredis'
 import Redlock from 'redlock'
 import { createRedlock, IoredisAdapter } from 'redlock-universal'
 import { RedlockMutex } from 'redis-semaphore'
 
-import { DistributedLock } from '..'
+import { DistributedLock, type DistributedLockOptions } from '..'
 
 export interface RetryPolicy {
   /** Attempts after the first; -1 for no limit. */
@@ -29,11 +32,12 @@ export interface Contender {
 
 export type ContenderFactory = (addresses: string[], retry: RetryPolicy) => Contender
 
-export const NAMES = ['ours', 'redlock', 'sesamecare', 'redlock-universal', 'redis-semaphore', 'raw'] as const
+export const NAMES = ['ours', 'ours+otel', 'redlock', 'sesamecare', 'redlock-universal', 'redis-semaphore', 'raw'] as const
 export type Name = (typeof NAMES)[number]
 
 export const LABELS: Record<Name, string> = {
   ours: 'redis-quorum-lock',
+  'ours+otel': 'redis-quorum-lock, telemetry on',
   redlock: 'redlock@5.0.0-beta.2',
   sesamecare: '@sesamecare-oss/redlock',
   'redlock-universal': 'redlock-universal',
@@ -68,26 +72,55 @@ function nodeRedlock(instance: NodeRedlock): Contender {
   }
 }
 
+/** Drops every span it is given: the SDK builds, ends and batches each span, nothing is kept. */
+const DISCARD: SpanExporter = {
+  export: (_spans, done) => done({ code: 0 }),
+  shutdown: async () => {},
+}
+
+/** This library with `extra` options. */
+function ours(addresses: string[], retry: RetryPolicy, extra: Partial<DistributedLockOptions> = {}, closing = async () => {}): Contender {
+  const lock = new DistributedLock({
+    redis_nodes: addresses,
+    retry_count: retry.retries,
+    retry_delay_ms: retry.delayMs,
+    retry_jitter_ms: 0,
+    // The nodes start empty and without persistence: with the quarantine
+    // on, their votes would not count for the first max_ttl_ms.
+    restart_quarantine: false,
+    ...extra,
+  })
+  return {
+    async acquire(key, ttlMs) {
+      const handle = await lock.acquire(key, ttlMs, retry.waitMs === undefined ? undefined : { wait_ms: retry.waitMs })
+      return handle && (() => lock.release(handle))
+    },
+    async close() {
+      await lock.close()
+      await closing()
+    },
+  }
+}
+
 const RELEASE = "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) else return 0 end"
 
 export const FACTORIES: Record<Name, ContenderFactory> = {
-  ours(addresses, retry) {
-    const lock = new DistributedLock({
-      redis_nodes: addresses,
-      retry_count: retry.retries,
-      retry_delay_ms: retry.delayMs,
-      retry_jitter_ms: 0,
-      // The nodes start empty and without persistence: with the quarantine
-      // on, their votes would not count for the first max_ttl_ms.
-      restart_quarantine: false,
-    })
-    return {
-      async acquire(key, ttlMs) {
-        const handle = await lock.acquire(key, ttlMs, retry.waitMs === undefined ? undefined : { wait_ms: retry.waitMs })
-        return handle && (() => lock.release(handle))
-      },
-      close: () => lock.close(),
+  ours: (addresses, retry) => ours(addresses, retry),
+
+  'ours+otel'(addresses, retry) {
+    // Loaded here, so that the other contenders' processes do not carry the SDKs.
+    const { MeterProvider, MetricReader } = require('@opentelemetry/sdk-metrics') as typeof import('@opentelemetry/sdk-metrics')
+    const { BasicTracerProvider, BatchSpanProcessor } = require('@opentelemetry/sdk-trace-base') as typeof import('@opentelemetry/sdk-trace-base')
+    /** A reader collected only when asked: the instruments record as under any reader. */
+    class HeldReader extends MetricReader {
+      protected async onForceFlush(): Promise<void> {}
+      protected async onShutdown(): Promise<void> {}
     }
+    const meterProvider = new MeterProvider({ readers: [new HeldReader()] })
+    const tracerProvider = new BasicTracerProvider({ spanProcessors: [new BatchSpanProcessor(DISCARD)] })
+    return ours(addresses, retry, { telemetry: { meterProvider, tracerProvider } }, async () => {
+      await Promise.all([meterProvider.shutdown(), tracerProvider.shutdown()])
+    })
   },
 
   redlock: (addresses, retry) => nodeRedlock(new Redlock(clients(addresses), redlockSettings(retry))),

@@ -135,6 +135,9 @@ async function main(): Promise<number> {
     console.log(`  taken over by: ${takeover.keeper.instance}, ${takeover.at - crashedAt} ms after the crash (TTL ${TTL_MS} ms)`)
     for (const [i, keeper] of keepers.entries()) {
       console.log(`  ${keeper.instance.padEnd(11)} acquired ${holders[i]}x, refused ${refusals[i]}x`)
+      // The five numbers of the quick reference, which a keeper prints when it stops (not when killed).
+      const numbers = keeper.lines.find((line) => line.text.includes('Numbers |'))?.text
+      console.log(`    ${numbers ? numbers.slice(numbers.indexOf('Numbers |')) : 'Numbers | none: killed before it could print them'}`)
     }
     if (tooEarly.length > 0) {
       console.log(`  exclusive: NO, ${tooEarly.map((k) => k.instance).join(', ')} acquired while ${winner.instance} held the lock`)

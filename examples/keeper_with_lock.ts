@@ -12,6 +12,7 @@ import { setTimeout as sleep } from 'node:timers/promises'
 import { parseArgs } from 'node:util'
 
 import { DistributedLock, type LockError, type LockHandle } from '..'
+import { fiveNumbers } from './numbers'
 
 const { values } = parseArgs({
   options: {
@@ -33,30 +34,13 @@ const log = (message: string) => console.log(`[${instance}] ${message}`)
 const lock = new DistributedLock({ lock_ttl_ms: ttlMs })
 /** Aborted on SIGINT/SIGTERM: ends a wait for the lock, or the work. */
 const shutdown = new AbortController()
+/** For the numbers printed at shutdown: when this keeper started, and how long each of its holds lasted. */
+const keeperStarted = Date.now()
+const holdsMs: number[] = []
 
 /** Resolves `false` instead of rejecting when `signal` aborts first. */
 function pause(ms: number, signal: AbortSignal): Promise<boolean> {
   return sleep(ms, true, { signal }).catch(() => false)
-}
-
-/**
- * Counts the watchdog's extensions, for the log only: it extends natively
- * and tells JavaScript nothing unless it fails. A key's TTL only runs down
- * between extensions, so a lease found with clearly more time left than the
- * last look predicts was extended since (at least once).
- */
-class Renewals {
-  count = 0
-  private last: { ttlMs: number; at: number } | null = null
-
-  async look(): Promise<void> {
-    const info = await lock.inspect(values.lock).catch(() => null)
-    if (!info?.mine || info.ttlMs === null) return
-    const at = Date.now()
-    // The margin covers the round trips and the nodes' millisecond rounding.
-    if (this.last && info.ttlMs > this.last.ttlMs - (at - this.last.at) + 50) this.count++
-    this.last = { ttlMs: info.ttlMs, at }
-  }
 }
 
 /**
@@ -67,16 +51,17 @@ class Renewals {
 async function holdAndWork(handle: LockHandle): Promise<void> {
   const work = AbortSignal.any([handle.signal, shutdown.signal])
   const started = Date.now()
-  const renewals = new Renewals()
+  // The watchdog's extensions, counted by the lock (it extends natively and tells JavaScript nothing unless it fails).
+  const extendedBefore = lock.stats().extended
   while (await pause(workMs, work)) {
-    await renewals.look()
     log(`Working... [${Math.round((Date.now() - started) / 1000)}s]`)
   }
+  holdsMs.push(Date.now() - started)
   if (handle.signal.aborted) {
     log('✗ lease lost: stopped working; competing again')
     return
   }
-  log(`Completed | Duration: ${Math.round((Date.now() - started) / 1000)}s | Renewals: ${renewals.count}`)
+  log(`Completed | Duration: ${Math.round((Date.now() - started) / 1000)}s | Renewals: ${lock.stats().extended - extendedBefore}`)
   const released = await handle.release().catch(() => false)
   log(released ? 'Lock released' : 'Lock was already gone')
 }
@@ -129,7 +114,14 @@ for (const signal of ['SIGINT', 'SIGTERM'] as const) {
   })
 }
 
+/** The five numbers of the quick reference, once the keeper stopped competing. */
+async function printNumbers(): Promise<void> {
+  const report = await lock.health().catch(() => null)
+  log(`Numbers | ${fiveNumbers(lock.stats(), report, Date.now() - keeperStarted, holdsMs)}`)
+}
+
 compete()
+  .then(printNumbers)
   .then(() => lock.close())
   .catch(async (error: Error) => {
     console.error(`[${instance}] ${error.message}`)

@@ -32,8 +32,9 @@ use napi::bindgen_prelude::{Function, JsValue, PromiseRaw, ToNapiValue};
 use napi::{sys, Env};
 
 use super::errors::{check, to_js, Code};
-use super::shapes::Decision;
+use super::shapes::{Decision, LockEvent, Mirror};
 use crate::engine::error::LockError;
+use crate::engine::observe;
 
 /// One I/O thread serves every lock in the process: the work is waiting on
 /// sockets, and one thread keeps every hand-off between tasks on one core.
@@ -114,6 +115,8 @@ enum Job {
   ),
   /// The watchdog lost the lease of this lock.
   Lost(u64),
+  /// An event the caller asked for.
+  Event(LockEvent),
 }
 
 /// A finished call, as JavaScript values: the decision, if one was made,
@@ -155,7 +158,8 @@ struct Queue {
   pending: AtomicU32,
   /// Set once, right after the function is made and before any call.
   tsfn: AtomicPtr<sys::napi_threadsafe_function__>,
-  /// The function told which auto-extended locks the watchdog lost.
+  /// The function told which auto-extended locks the watchdog lost, and
+  /// the events asked for.
   on_lost: Handle<sys::napi_ref>,
   /// Whether Node finalized the threadsafe function, after which nothing
   /// may call or release it: at the environment's teardown it does so
@@ -206,8 +210,9 @@ pub struct Completions(Arc<Wake>);
 
 impl Completions {
   /// `on_lost` is called on the JS thread with the ids of the
-  /// auto-extended locks whose leases the watchdog lost.
-  pub fn new(env: &Env, on_lost: Function<Vec<u64>, ()>) -> napi::Result<Self> {
+  /// auto-extended locks whose leases the watchdog lost and the events
+  /// that came meanwhile.
+  pub fn new(env: &Env, on_lost: Function<(Vec<u64>, Vec<LockEvent>), ()>) -> napi::Result<Self> {
     let env = env.raw();
     let mut on_lost_ref = ptr::null_mut();
     let mut name = ptr::null_mut();
@@ -318,6 +323,11 @@ impl Completions {
     self.push(Job::Lost(id));
   }
 
+  /// Tells JavaScript an event it asked for; from any thread.
+  pub fn event(&self, event: observe::LockEvent) {
+    self.push(Job::Event(event.mirror()));
+  }
+
   /// Counts a promise as pending; the first one keeps the event loop alive
   /// until it is settled.
   fn count(&self, env: &Env) {
@@ -371,6 +381,7 @@ unsafe extern "C" fn deliver(
   let jobs = std::mem::take(&mut *queue.jobs());
   let mut settled = 0;
   let mut lost = Vec::new();
+  let mut events = Vec::new();
   for job in jobs {
     match job {
       Job::Settle(deferred, result, told) => {
@@ -380,15 +391,16 @@ unsafe extern "C" fn deliver(
         settled += 1;
       }
       Job::Lost(id) => lost.push(id),
+      Job::Event(event) => events.push(event),
     }
   }
   if settled > 0 && queue.pending.fetch_sub(settled, Ordering::Relaxed) == settled {
     // SAFETY: on the JS thread that owns the threadsafe function.
     unsafe { sys::napi_unref_threadsafe_function(env, queue.tsfn()) };
   }
-  if !lost.is_empty() {
+  if !lost.is_empty() || !events.is_empty() {
     // SAFETY: on the JS thread; the reference lives until `finalize`.
-    unsafe { tell_lost(env, queue.on_lost.0, lost) };
+    unsafe { tell_lost(env, queue.on_lost.0, lost, events) };
   }
 }
 
@@ -417,7 +429,7 @@ unsafe fn settle(
   unsafe {
     if let Some(told) = told {
       if let Some(decision) = decision {
-        if let Some(thrown) = call_with(env, told, decision) {
+        if let Some(thrown) = call_with(env, told, &[decision]) {
           settled = Err(thrown);
         }
       }
@@ -430,12 +442,12 @@ unsafe fn settle(
   }
 }
 
-/// Calls the referenced function with `argument`; what it threw, if it
+/// Calls the referenced function with `arguments`; what it threw, if it
 /// threw, taken off the environment so the promise can still settle.
 unsafe fn call_with(
   env: sys::napi_env,
   function: sys::napi_ref,
-  argument: sys::napi_value,
+  arguments: &[sys::napi_value],
 ) -> Option<sys::napi_value> {
   let mut callee = ptr::null_mut();
   let mut this = ptr::null_mut();
@@ -446,9 +458,15 @@ unsafe fn call_with(
     {
       return None;
     }
-    if sys::napi_call_function(env, this, callee, 1, &argument, ptr::null_mut())
-      == sys::Status::napi_ok
-    {
+    let called = sys::napi_call_function(
+      env,
+      this,
+      callee,
+      arguments.len(),
+      arguments.as_ptr(),
+      ptr::null_mut(),
+    );
+    if called == sys::Status::napi_ok {
       return None;
     }
     let mut thrown = ptr::null_mut();
@@ -462,14 +480,22 @@ unsafe fn internal_error(env: sys::napi_env, message: String) -> sys::napi_value
   unsafe { to_js(env, LockError::Internal(message)) }.unwrap_or(ptr::null_mut())
 }
 
-unsafe fn tell_lost(env: sys::napi_env, on_lost: sys::napi_ref, ids: Vec<u64>) {
+unsafe fn tell_lost(
+  env: sys::napi_env,
+  on_lost: sys::napi_ref,
+  ids: Vec<u64>,
+  events: Vec<LockEvent>,
+) {
   // SAFETY: Node-API calls on the JS thread, with a live reference. What
   // the function throws is thrown again, for Node to report as uncaught.
   unsafe {
-    let Ok(ids) = Vec::<u64>::to_napi_value(env, ids) else {
+    let (Ok(ids), Ok(events)) = (
+      Vec::<u64>::to_napi_value(env, ids),
+      Vec::<LockEvent>::to_napi_value(env, events),
+    ) else {
       return;
     };
-    if let Some(thrown) = call_with(env, on_lost, ids) {
+    if let Some(thrown) = call_with(env, on_lost, &[ids, events]) {
       sys::napi_throw(env, thrown);
     }
   }

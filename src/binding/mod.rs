@@ -23,7 +23,9 @@ use crate::engine::lock::{Decided, Engine};
 use completion::{guarded, Completions, Finished};
 use errors::{invalid_arg, Code};
 use raw::Raw;
-use shapes::{Acquired, Decision, HealthReport, LockInfo, Mirror, NodeConfig, Validity};
+use shapes::{
+  Acquired, Decision, HealthReport, LockEvent, LockInfo, Mirror, NodeConfig, Stats, Validity,
+};
 
 type Result<T> = std::result::Result<T, napi::Error<Code>>;
 
@@ -94,17 +96,18 @@ fn finished<T: Mirror<R>, R>(engine: &Engine, decided: Decided<T>, detail: bool)
 #[napi]
 impl LockCore {
   /// Parses `options` (environment defaults included); `onLost` is told the
-  /// ids of auto-extended locks whose leases the watchdog lost. `provider`
+  /// ids of auto-extended locks whose leases the watchdog lost, and the
+  /// events asked for with `observe` that came meanwhile. `provider`
   /// is the lock's credentials function and `nodeProviders` those of the
   /// `redis_nodes` entries, by index, each wrapped by the facade.
   #[napi(
     constructor,
-    ts_args_type = "options: unknown, onLost: (locks: bigint[]) => void, provider?: () => Promise<unknown>, nodeProviders?: Array<(() => Promise<unknown>) | undefined>"
+    ts_args_type = "options: unknown, onLost: (locks: bigint[], events: LockEvent[]) => void, provider?: () => Promise<unknown>, nodeProviders?: Array<(() => Promise<unknown>) | undefined>"
   )]
   pub fn new(
     env: Env,
     options: Unknown,
-    on_lost: Function<Vec<u64>, ()>,
+    on_lost: Function<(Vec<u64>, Vec<LockEvent>), ()>,
     provider: Option<credentials::ProviderFunction>,
     node_providers: Option<Vec<Option<credentials::ProviderFunction>>>,
   ) -> Result<Self> {
@@ -115,9 +118,10 @@ impl LockCore {
         .map_err(|e| invalid_arg(e.reason.clone()))?;
       let completions =
         Completions::new(&env, on_lost).map_err(|e| LockError::Internal(e.reason))?;
-      let events = completions.clone();
-      let on_lost = Box::new(move |lock| events.lost(lock));
-      let engine = Engine::new(config, on_lost)?;
+      let (losses, events) = (completions.clone(), completions.clone());
+      let on_lost = Box::new(move |lock| losses.lost(lock));
+      let on_event = Box::new(move |event| events.event(event));
+      let engine = Engine::new(config, on_lost, on_event)?;
       Ok(LockCore {
         engine,
         completions,
@@ -243,6 +247,19 @@ impl LockCore {
       let engine = self.engine.clone();
       Ok(async move { engine.health(options).await.map(Mirror::mirror).into() })
     })
+  }
+
+  /// What this lock did so far: a snapshot of its counts and nodes.
+  #[napi]
+  pub fn stats(&self) -> Result<Stats> {
+    guarded(|| Ok(self.engine.stats().mirror()))
+  }
+
+  /// Which events `onLost` is told from now on: each watchdog extension
+  /// (`watchdog`), each node's change of state (`nodes`).
+  #[napi]
+  pub fn observe(&self, watchdog: bool, nodes: bool) {
+    self.engine.observe(watchdog, nodes);
   }
 
   /// Refuses new calls from now on; resolves once held locks are released

@@ -30,6 +30,9 @@ const LOCK_OPTIONS: &[&str] = &[
   "restart_quarantine",
   "max_ttl_ms",
   "credentials",
+  // The facade's own (telemetry.js): it never reaches this parser, but a
+  // misspelling of it is named as such.
+  "telemetry",
 ];
 
 const ACQUIRE_OPTIONS: &[&str] = &[

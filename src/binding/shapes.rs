@@ -15,6 +15,7 @@ use napi_derive::napi;
 use crate::engine::error::error_shapes;
 use crate::engine::lock::{call_shapes, report_shapes};
 use crate::engine::node::node_shapes;
+use crate::engine::observe::observe_shapes;
 
 /// Moves an engine value into its JavaScript mirror.
 pub trait Mirror<T> {
@@ -158,6 +159,7 @@ macro_rules! optional {
 call_shapes!(nullable);
 report_shapes!(nullable);
 error_shapes!(nullable);
+observe_shapes!(nullable);
 node_shapes!(optional);
 
 /// What decided a call, for a caller that asks: the attempts it made and

@@ -16,6 +16,7 @@ use super::connection::NodeClient;
 use super::error::{LockError, NodeError};
 use super::fanout::{Reply, Votes};
 use super::lifecycle::Lifecycle;
+use super::observe::{Count, EventSink, Observer, Stats};
 use super::quorum::{quorum_of, validity_ms, Verdict};
 use super::registry::{HeldLock, Registry};
 use super::scripts::{fence_key, Scripts};
@@ -152,6 +153,7 @@ struct Inner {
   on_lost: LostSink,
   lifecycle: Lifecycle,
   work: Arc<Tracker>,
+  observer: Observer,
   /// The longest TTL configured or used so far: how long a node that
   /// restarted without its data stays out of the quorum.
   max_ttl_ms: AtomicU64,
@@ -192,8 +194,13 @@ impl InFlight {
 /// called within a Tokio runtime context, which connections start in.
 impl Engine {
   /// Checks the configuration and prepares one client per node; nothing
-  /// connects until the first command.
-  pub fn new(config: LockConfig, on_lost: LostSink) -> Result<Self, LockError> {
+  /// connects until the first command. `on_event` is told the events the
+  /// caller asks for with `observe`.
+  pub fn new(
+    config: LockConfig,
+    on_lost: LostSink,
+    on_event: EventSink,
+  ) -> Result<Self, LockError> {
     config.validate().map_err(LockError::InvalidArg)?;
     let work = Arc::new(Tracker::default());
     let nodes = config
@@ -209,6 +216,7 @@ impl Engine {
       })
       .collect::<Result<Vec<_>, _>>()
       .map_err(LockError::InvalidArg)?;
+    let nodes_len = nodes.len();
     let lifecycle = Lifecycle::default();
     let waiters = Waiters::new(&nodes, config.command_timeout, lifecycle.clone());
     Ok(Engine {
@@ -221,6 +229,7 @@ impl Engine {
         on_lost,
         lifecycle,
         work,
+        observer: Observer::new(nodes_len, on_event),
         max_ttl_ms: AtomicU64::new(config.max_ttl_ms.unwrap_or(0).max(config.lock_ttl_ms)),
         config,
       }),
@@ -243,12 +252,13 @@ impl Engine {
   ) -> impl Future<Output = Decided<Option<Acquired>>> + Send + 'static {
     let inner = self.inner.clone();
     let begun = InFlight::enter(&inner).map(|in_flight| {
+      let call = inner.observer.call();
       let plan = inner.plan(resources, ttl_ms, &options);
       let first = inner.begin_attempt(&plan);
-      (in_flight, plan, first)
+      (in_flight, call, plan, first)
     });
     async move {
-      let (_in_flight, plan, first) = match begun {
+      let (_in_flight, _call, plan, first) = match begun {
         Ok(begun) => begun,
         Err(error) => return Decided::unasked(Err(error)),
       };
@@ -256,6 +266,16 @@ impl Engine {
       decided.outcome = inner
         .attempts(plan, first, options, cancel, &mut decided)
         .await;
+      let count = match &decided.outcome {
+        Ok(Some(_)) => Some(Count::Acquired),
+        Ok(None) => Some(Count::Held),
+        Err(LockError::Aborted) => Some(Count::Aborted),
+        Err(LockError::QuorumUnavailable { .. }) => Some(Count::Unavailable),
+        Err(_) => None,
+      };
+      if let Some(count) = count {
+        inner.observer.count(count);
+      }
       decided
     }
   }
@@ -270,10 +290,12 @@ impl Engine {
     ttl_ms: Option<u64>,
   ) -> impl Future<Output = Decided<Option<Validity>>> + Send + 'static {
     let inner = self.inner.clone();
-    let begun =
-      InFlight::enter(&inner).map(|in_flight| (in_flight, inner.begin_extend(id, ttl_ms)));
+    let begun = InFlight::enter(&inner).map(|in_flight| {
+      let call = inner.observer.call();
+      (in_flight, call, inner.begin_extend(id, ttl_ms))
+    });
     async move {
-      let (_in_flight, extension) = match begun {
+      let (_in_flight, _call, extension) = match begun {
         Ok(begun) => begun,
         Err(error) => return Decided::unasked(Err(error)),
       };
@@ -282,8 +304,13 @@ impl Engine {
       };
       let lock = extension.lock.clone();
       match inner.finish_extend(extension).await {
-        (Some(ms), votes) => Decided::once(Some(Validity::from_now(ms)), votes),
+        (Some(ms), votes) => {
+          inner.observer.count(Count::Extended);
+          Decided::once(Some(Validity::from_now(ms)), votes)
+        }
         (None, votes) => {
+          inner.observer.count(Count::ExtensionFailed);
+          inner.observer.count(Count::Lost);
           inner.give_up(id, &lock, &votes.replies).await;
           Decided::once(None, votes)
         }
@@ -296,19 +323,23 @@ impl Engine {
   pub fn release(&self, id: u64) -> impl Future<Output = Decided<bool>> + Send + 'static {
     let inner = self.inner.clone();
     let begun = InFlight::enter(&inner).map(|in_flight| {
+      let call = inner.observer.call();
       let release = inner
         .registry()
         .remove(id)
         .map(|lock| inner.begin_release(lock));
-      (in_flight, release)
+      (in_flight, call, release)
     });
     async move {
       match begun {
-        Ok((_in_flight, Some(release))) => {
+        Ok((_in_flight, _call, Some(release))) => {
           let (released, votes) = inner.finish_release(release).await;
+          if released {
+            inner.observer.count(Count::Released);
+          }
           Decided::once(released, votes)
         }
-        Ok((_in_flight, None)) => Decided::unasked(Ok(false)),
+        Ok((_in_flight, _call, None)) => Decided::unasked(Ok(false)),
         Err(error) => Decided::unasked(Err(error)),
       }
     }
@@ -340,6 +371,28 @@ impl Engine {
       .collect()
   }
 
+  /// The counts of this instance so far, and each node as the calls found it.
+  pub fn stats(&self) -> Stats {
+    let inner = &self.inner;
+    let held_now = inner.registry().count();
+    let quarantine = inner.quarantine();
+    inner.observer.stats(
+      &inner
+        .nodes
+        .iter()
+        .map(NodeClient::label)
+        .collect::<Vec<_>>(),
+      held_now,
+      |i| quarantine.is_some_and(|max_ttl| inner.nodes[i].quarantine_left(max_ttl).is_some()),
+    )
+  }
+
+  /// Which events `on_event` is told from now on: each watchdog extension,
+  /// each node's change of state.
+  pub fn observe(&self, watchdog: bool, nodes: bool) {
+    self.inner.observer.gate(watchdog, nodes);
+  }
+
   /// Refuses new calls at once; the returned future releases every lock
   /// still held and lets calls in flight and their commands finish, all
   /// within one command timeout, then closes the connections. Later calls
@@ -357,6 +410,21 @@ impl Engine {
 }
 
 impl Inner {
+  /// Takes in what each node answered to one command (see `Observer`).
+  fn noted(&self, votes: Votes) -> Votes {
+    let nodes = &self.nodes;
+    self.observer.replies(
+      &votes,
+      |i| nodes[i].label().to_string(),
+      |i| {
+        votes
+          .quarantine
+          .is_some_and(|max_ttl| nodes[i].quarantine_left(max_ttl).is_some())
+      },
+    );
+    votes
+  }
+
   /// What every attempt of an acquire of `resources` shares.
   fn plan(&self, resources: &[String], ttl_ms: u64, options: &AcquireOptions) -> Plan {
     let config = &self.config;

@@ -7,7 +7,7 @@
 //! order, `scripts` the commands and Lua scripts, `fanout`
 //! one command issued to every node and tallied at quorum, `registry` the
 //! locks held, `tracker` the work under way, `lifecycle` the one closed
-//! state, `watchdog` the schedule of auto-extended leases, `waiters` the
+//! state, `observe` the counts and events of an instance, `watchdog` the schedule of auto-extended leases, `waiters` the
 //! release notifications, `lock` the orchestration, `error` the error codes,
 //! and `shape` how the shapes callers read are declared once. It is tested
 //! with `cargo test` alone.
@@ -20,6 +20,7 @@ pub mod fanout;
 pub mod lifecycle;
 pub mod lock;
 pub mod node;
+pub mod observe;
 pub mod quorum;
 pub mod registry;
 pub mod scripts;

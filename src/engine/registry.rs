@@ -36,6 +36,11 @@ pub struct Registry {
 const MIN_SWEEP: usize = 1024;
 
 impl Registry {
+  /// How many locks are kept.
+  pub fn count(&self) -> usize {
+    self.locks.len()
+  }
+
   /// Keeps `lock` and returns its id.
   pub fn insert(&mut self, lock: HeldLock) -> u64 {
     if self.locks.len() >= self.sweep_at {

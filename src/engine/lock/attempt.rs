@@ -96,26 +96,29 @@ impl Inner {
     let (nodes, timeout, quarantine) = (&self.nodes, plan.timeout, plan.quarantine);
     let (written, raised, fencing_token) = match &plan.fences {
       None => (
-        tally(nodes, written, timeout, quarantine, acquire_vote).await,
+        self.noted(tally(nodes, written, timeout, quarantine, acquire_vote).await),
         None,
         None,
       ),
       Some(fences) => {
         let highest = AtomicU64::new(0);
-        let written = tally(nodes, written, timeout, quarantine, fenced_vote(&highest)).await;
+        let written =
+          self.noted(tally(nodes, written, timeout, quarantine, fenced_vote(&highest)).await);
         if written.verdict == Verdict::Won {
           let fencing_token = highest.load(Ordering::Relaxed) + 1;
           let request = self
             .scripts
             .fence(&plan.keys, fences, &value, fencing_token);
-          let raised = tally(
-            nodes,
-            issue(nodes, &request),
-            timeout,
-            quarantine,
-            script_vote(1),
-          )
-          .await;
+          let raised = self.noted(
+            tally(
+              nodes,
+              issue(nodes, &request),
+              timeout,
+              quarantine,
+              script_vote(1),
+            )
+            .await,
+          );
           (written, Some(raised), Some(fencing_token))
         } else {
           (written, None, None)

@@ -5,6 +5,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::Inner;
+use crate::engine::observe::{Count, LockEvent};
 use crate::engine::watchdog::next_extension;
 
 /// How soon the watchdog tries again after an extension failed.
@@ -42,18 +43,31 @@ impl Inner {
       return;
     };
     let (validity, votes) = this.finish_extend(extension).await;
+    let observer = &this.observer;
+    let told = |lost: bool| {
+      if observer.wants_watchdog() {
+        observer.tell(LockEvent::watchdog(id, validity, lost, &votes));
+      }
+    };
     if let Some(ms) = validity {
+      observer.count(Count::Extended);
+      told(false);
       Inner::watch(this, id, ms);
       return;
     }
+    observer.count(Count::ExtensionFailed);
     let Some(latest) = this.registry().get(id) else {
+      told(false);
       return;
     };
     let retry_at = Instant::now() + WATCHDOG_RETRY;
     if retry_at + this.config.command_timeout < latest.valid_until {
+      told(false);
       this.schedule.add(id, retry_at.into());
       return;
     }
+    observer.count(Count::Lost);
+    told(true);
     this.give_up(id, &latest, &votes.replies).await;
     (this.on_lost)(id);
   }

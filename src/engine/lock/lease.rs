@@ -59,7 +59,7 @@ impl Inner {
       .command_timeout
       .min(Duration::from_millis(ttl_ms));
     let quarantine = self.quarantine();
-    let votes = tally(&self.nodes, issued, timeout, quarantine, script_vote(1)).await;
+    let votes = self.noted(tally(&self.nodes, issued, timeout, quarantine, script_vote(1)).await);
     let validity = match votes.verdict {
       Verdict::Won => validity_ms(ttl_ms, start.elapsed(), self.config.drift_factor),
       _ => None,
@@ -90,14 +90,16 @@ impl Inner {
   /// Whether a majority still held the lock, and the votes.
   pub(super) async fn finish_release(&self, release: Release) -> (bool, Votes) {
     let Release { lock, issued } = release;
-    let votes = tally(
-      &self.nodes,
-      issued,
-      self.config.command_timeout,
-      self.quarantine(),
-      script_vote(lock.keys.len() as i64),
-    )
-    .await;
+    let votes = self.noted(
+      tally(
+        &self.nodes,
+        issued,
+        self.config.command_timeout,
+        self.quarantine(),
+        script_vote(lock.keys.len() as i64),
+      )
+      .await,
+    );
     (votes.verdict == Verdict::Won, votes)
   }
 }
