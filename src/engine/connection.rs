@@ -18,8 +18,19 @@
 //! connection drops. A failed attempt puts the node in backoff (with jitter,
 //! so the clients of a restarted node do not come back in lock-step), during
 //! which its commands fail at once: a dead node costs a vote, never the
-//! caller's time. A connection whose replies stall (a paused or black-holed
-//! node) is dropped, so commands cannot pile up behind it.
+//! caller's time.
+//!
+//! A node whose oldest unanswered command has waited four command timeouts
+//! (two seconds at least) is stalled: paused, black-holed or far behind.
+//! Its connection stays open, since the commands already sent to it may
+//! still run there, and only what is issued on the same connection after
+//! them is sure to run after them. So while it is stalled, new votes fail at
+//! once without being sent, and the follow-ups that must come after earlier
+//! writes (releases, clean-ups, a new `AUTH`) are still queued, up to a cap
+//! on the backlog that holds for every command. Only once the oldest command
+//! has waited `DROP_AFTER` is the connection dropped; what a node in that
+//! state ran after the drop, it runs unfollowed (a lock key then lasts until
+//! its TTL).
 //!
 //! Every connection first authenticates, loads the scripts and learns the
 //! node's run id, uptime and persistence, so that a node that restarted
@@ -28,12 +39,15 @@
 //! or its provider's, asked for each connection attempt while the socket
 //! opens; when the provider's change (ahead of their expiry), each open
 //! connection authenticates again in place, with one `AUTH` issued behind
-//! the commands before it, so that no command is lost or reordered. A node that answers `NOSCRIPT` later
-//! has lost its scripts, most likely in a restart behind a proxy or a
-//! failover: that command counts as a failed vote and the connection is
-//! opened again, which loads the scripts and learns the node anew. Loading
-//! the script and sending the command again instead would put it behind
-//! commands issued after it.
+//! the commands before it, so that no command is lost or reordered. A node
+//! that answers `NOSCRIPT` later has lost its scripts, most likely in a
+//! restart behind a proxy or a failover: the connection is opened again,
+//! which loads the scripts and learns the node anew. A vote that met it
+//! fails, since sending it again would put it behind commands issued after
+//! it; a compare-and-delete (a release, a clean-up) that met it, or was
+//! still unanswered, goes again on the new connection with the script's
+//! body (`EVAL`): it deletes only its owner's keys, so running late or
+//! twice does no harm.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
@@ -68,9 +82,13 @@ pub use subscriber::Subscriber;
 
 const FIRST_BACKOFF: Duration = Duration::from_millis(50);
 const MAX_BACKOFF: Duration = Duration::from_secs(2);
-/// The shortest wait for a reply before a connection counts as stalled:
-/// long enough for a node slowed by a big command or a fork.
+/// The shortest wait for a reply before a node counts as stalled: long
+/// enough for a node slowed by a big command or a fork.
 const MIN_STALL: Duration = Duration::from_secs(2);
+/// How long the oldest command of a stalled node may wait before its
+/// connection is dropped: far longer than a pause that should cost nothing
+/// but votes, and short enough to notice a peer that is gone.
+const DROP_AFTER: Duration = Duration::from_secs(30);
 
 enum Phase {
   Idle,
@@ -100,12 +118,15 @@ struct State {
   backoff: Duration,
 }
 
-/// Whether a command to a node in backoff fails at once (every vote) or
-/// connects again now (a probe).
+/// What a command is to its node, which decides whether it waits.
 #[derive(Clone, Copy, PartialEq)]
-enum Backoff {
-  Respect,
-  Skip,
+enum Sending {
+  /// Fails at once when the node is in backoff or stalled.
+  Vote,
+  /// Follows earlier commands: queued while the node is stalled.
+  FollowUp,
+  /// Tells whether the node answers now: connects again even in backoff.
+  Probe,
 }
 
 /// What ends a connection leads to.
@@ -122,6 +143,7 @@ struct Shared {
   label: Arc<str>,
   settings: RedisConnectionInfo,
   connect_timeout: Duration,
+  /// How late a reply may be before the node counts as stalled.
   stall_after: Duration,
   /// Every command counts as work under way until its node answers it.
   work: Arc<Tracker>,
@@ -154,8 +176,8 @@ pub struct NodeClient {
 }
 
 impl NodeClient {
-  /// A client that connects on first use; a connection whose replies stall
-  /// for four command timeouts (two seconds at least) is dropped.
+  /// A client that connects on first use; its node counts as stalled once
+  /// a reply is four command timeouts (two seconds at least) late.
   pub fn new(
     node: NodeConfig,
     connect_timeout: Duration,
@@ -210,13 +232,24 @@ impl NodeClient {
 
   /// Queues one encoded command behind every command issued before it and
   /// returns its reply. Dropping the reply gives up waiting, not the command.
+  /// Fails at once while the node is stalled.
   pub fn issue(&self, packed: &[u8]) -> Answer {
-    self.answer(packed, Backoff::Respect)
+    self.answer(packed, None, Sending::Vote)
   }
 
-  /// Queues one encoded command whose reply nobody awaits.
-  pub fn send(&self, packed: &[u8]) {
-    let _ = self.shared.push(packed, None, Backoff::Respect);
+  /// `issue` for a command that must follow the ones before it (a
+  /// compare-and-delete): queued while the node is stalled too. `again`, the
+  /// command with its script's body, is sent instead when the node lost the
+  /// script.
+  pub fn follow_up(&self, packed: &[u8], again: Option<&Arc<[u8]>>) -> Answer {
+    self.answer(packed, again.cloned(), Sending::FollowUp)
+  }
+
+  /// `follow_up` without waiting for the reply.
+  pub fn send(&self, packed: &[u8], again: Option<&Arc<[u8]>>) {
+    let _ = self
+      .shared
+      .push(packed, None, again.cloned(), Sending::FollowUp);
   }
 
   /// Sends one request and returns the node's reply, or why there is none.
@@ -228,12 +261,12 @@ impl NodeClient {
   /// `query` for a probe that must tell whether the node answers now: a
   /// node in backoff is connected to again at once.
   pub fn probe(&self, request: &Request) -> Answer {
-    self.answer(&request.cmd.get_packed_command(), Backoff::Skip)
+    self.answer(&request.cmd.get_packed_command(), None, Sending::Probe)
   }
 
-  fn answer(&self, packed: &[u8], backoff: Backoff) -> Answer {
+  fn answer(&self, packed: &[u8], again: Option<Arc<[u8]>>, sending: Sending) -> Answer {
     let (reply, answer) = oneshot::channel();
-    match self.shared.push(packed, Some(reply), backoff) {
+    match self.shared.push(packed, Some(reply), again, sending) {
       Ok(()) => Answer::reply(answer),
       Err(message) => Answer::failed(message),
     }
@@ -316,33 +349,59 @@ impl Shared {
     self: &Arc<Self>,
     packed: &[u8],
     reply: Option<oneshot::Sender<Answered>>,
-    backoff: Backoff,
+    again: Option<Arc<[u8]>>,
+    sending: Sending,
   ) -> Result<(), String> {
     let now = Instant::now();
     let mut state = self.lock();
+    if state.queue.is_full(packed.len()) {
+      let backlog = state.queue.backlog();
+      return Err(format!(
+        "{backlog} commands already wait for this node's replies: not sent"
+      ));
+    }
     match &state.phase {
       Phase::Closed => return Err("the connection is closed".into()),
-      Phase::Down { error, retry_at } if now < *retry_at && backoff == Backoff::Respect => {
+      Phase::Down { error, retry_at } if now < *retry_at && sending != Sending::Probe => {
         let wait = retry_at.saturating_duration_since(now);
         return Err(format!("{error} (reconnecting in {} ms)", wait.as_millis()));
       }
-      Phase::Idle | Phase::Down { .. } => {
-        let generation = next_generation();
-        let task = tokio::spawn(self.clone().run(generation)).abort_handle();
-        state.phase = Phase::Connecting { generation, task };
+      Phase::Idle | Phase::Down { .. } => self.connect(&mut state),
+      Phase::Ready(_) if sending != Sending::FollowUp => {
+        let waited = state.queue.oldest_wait(now);
+        if waited >= self.stall_after {
+          return Err(format!(
+            "no reply for {} ms, {} commands waiting: not sent until the node answers",
+            waited.as_millis(),
+            state.queue.backlog()
+          ));
+        }
       }
       Phase::Connecting { .. } | Phase::Ready(_) => {}
     }
+    let slot = Slot::new(reply, again, Tracker::track(&self.work), now);
+    self.enqueue(state, packed, slot);
+    Ok(())
+  }
+
+  /// Starts connecting in the background.
+  fn connect(self: &Arc<Self>, state: &mut State) {
+    let generation = next_generation();
+    let task = tokio::spawn(self.clone().run(generation)).abort_handle();
+    state.phase = Phase::Connecting { generation, task };
+  }
+
+  /// Appends `slot` and its command to the queue, and writes it now when the
+  /// socket is free and idle.
+  fn enqueue(&self, mut state: MutexGuard<'_, State>, packed: &[u8], slot: Slot) {
     let idle = state.queue.is_idle();
-    state
-      .queue
-      .push(packed, Slot::new(reply, Tracker::track(&self.work)), now);
+    state.queue.push(packed, slot);
     let State { phase, queue, .. } = &mut *state;
     let Phase::Ready(live) = phase else {
-      return Ok(());
+      return;
     };
     if live.writing {
-      return Ok(());
+      return;
     }
     live.writing = true;
     match &live.direct {
@@ -357,7 +416,6 @@ impl Shared {
       }
       _ => live.wake_writer.notify_one(),
     }
-    Ok(())
   }
 
   /// Writes what the socket takes without waiting; the rest, and whatever
@@ -374,8 +432,7 @@ impl Shared {
       return;
     }
     if written == bytes.len() && queue.out.is_empty() {
-      bytes.clear();
-      queue.out = bytes;
+      queue.recycle(bytes);
       live.writing = false;
     } else {
       bytes.drain(..written);
@@ -479,7 +536,7 @@ impl Shared {
       wake_writer.notify_one();
     }
     // The handshake's time is not the node's delay in answering them.
-    state.queue.progressed(Instant::now());
+    state.queue.opened(Instant::now());
     state.backoff = Duration::ZERO;
     state.phase = Phase::Ready(Live {
       generation,
@@ -492,8 +549,9 @@ impl Shared {
   }
 
   /// Reads replies and hands them to their slots, a whole read at a time,
-  /// until the connection ends; also ends it when replies stall, and
-  /// authenticates it again when its provider's credentials change.
+  /// until the connection ends; also ends it when the oldest command has
+  /// waited `DROP_AFTER`, and authenticates it again when its provider's
+  /// credentials change.
   async fn read(
     self: &Arc<Self>,
     generation: u64,
@@ -503,24 +561,30 @@ impl Shared {
     mut renewals: Option<Renewals>,
   ) -> (String, Then) {
     let mut replies = Vec::new();
-    let stall = tokio::time::sleep(self.stall_after);
+    let stall = tokio::time::sleep(DROP_AFTER);
     tokio::pin!(stall);
     loop {
+      if buffer.is_empty() && buffer.capacity() > 16 * READ_CHUNK {
+        buffer = BytesMut::with_capacity(READ_CHUNK);
+      }
       if buffer.capacity() - buffer.len() < READ_CHUNK / 4 {
         buffer.reserve(READ_CHUNK);
       }
       tokio::select! {
+        // Replies first: after a freeze of this process, the replies that
+        // came meanwhile are read before the wait is judged.
+        biased;
         read = source.read(&mut buffer) => match read {
           Ok(0) => return ("the node closed the connection".into(), Then::Idle),
           Ok(_) => {}
           Err(error) => return (socket::describe(&error), Then::Idle),
         },
         () = &mut stall => {
-          let checked = self.lock().queue.check_stall(Instant::now(), self.stall_after);
+          let checked = self.lock().queue.check_stall(Instant::now(), DROP_AFTER);
           match checked {
             Ok(next) => stall.as_mut().reset(next.into()),
             Err(()) => {
-              let ms = self.stall_after.as_millis();
+              let ms = DROP_AFTER.as_millis();
               return (format!("no reply within {ms} ms: the connection was dropped"), Then::Backoff);
             }
           }
@@ -531,10 +595,9 @@ impl Shared {
           continue;
         }
       }
-      let mut lost_scripts = false;
       loop {
         match codec.decode(&mut buffer) {
-          Ok(Some(value)) => replies.push(self.answered(value, &mut lost_scripts)),
+          Ok(Some(value)) => replies.push(value),
           Ok(None) => break,
           Err(error) => return (format!("unreadable reply: {error}"), Then::Idle),
         }
@@ -548,20 +611,74 @@ impl Shared {
           Phase::Ready(live) if live.generation == generation => {}
           _ => return ("the connection is closed".into(), Then::Idle),
         }
-        state.queue.take_answered(replies.len(), Instant::now())
+        state.queue.take_answered(replies.len())
       };
       let Some(slots) = slots else {
         return ("the node sent a reply to no command".into(), Then::Idle);
       };
-      for (slot, answered) in slots.into_iter().zip(replies.drain(..)) {
-        slot.answer(answered);
+      let mut lost_scripts = false;
+      let mut again = Vec::new();
+      for (slot, value) in slots.into_iter().zip(replies.drain(..)) {
+        match self.answered(value) {
+          Err(Lost::Scripts(_)) if slot.again.is_some() => {
+            lost_scripts = true;
+            again.push(slot);
+          }
+          Err(Lost::Scripts(message)) => {
+            lost_scripts = true;
+            slot.answer(Err(message));
+          }
+          Err(Lost::Other(message)) => slot.answer(Err(message)),
+          Ok(value) => slot.answer(Ok(value)),
+        }
       }
       if lost_scripts {
-        return (
-          "the node lost the lock's scripts (NOSCRIPT): reconnecting to load them".into(),
-          Then::Idle,
-        );
+        let reason = "the node lost the lock's scripts (NOSCRIPT): reconnecting to load them";
+        self.reopen(generation, reason, again);
+        return (reason.into(), Then::Idle);
       }
+    }
+  }
+
+  /// Ends connection `generation` and opens a new one at once, on which the
+  /// compare-and-deletes in `again` and those still unanswered go again, in
+  /// order, with their scripts' bodies; every other command still queued
+  /// fails with `reason`.
+  fn reopen(self: &Arc<Self>, generation: u64, reason: &str, mut again: Vec<Slot>) {
+    let mut state = self.lock();
+    if !matches!(&state.phase, Phase::Ready(live) if live.generation == generation) {
+      drop(state);
+      for slot in again {
+        slot.answer(Err(reason.to_string()));
+      }
+      return;
+    }
+    self.status().last_error = Some(reason.to_string());
+    let Phase::Ready(live) = std::mem::replace(&mut state.phase, Phase::Idle) else {
+      unreachable!("checked above")
+    };
+    let mut failed = Vec::new();
+    for slot in state.queue.drain() {
+      match slot.again {
+        Some(_) => again.push(slot),
+        None => failed.push(slot),
+      }
+    }
+    if !again.is_empty() {
+      self.connect(&mut state);
+      for mut slot in again {
+        let Some(body) = slot.again.take() else {
+          continue;
+        };
+        state.queue.push(&body, slot);
+      }
+    }
+    drop(state);
+    for task in live.tasks {
+      task.abort();
+    }
+    for slot in failed {
+      slot.answer(Err(reason.to_string()));
     }
   }
 
@@ -577,7 +694,12 @@ impl Shared {
     auth.arg(settings.password().unwrap_or_default());
     let (reply, answer) = oneshot::channel();
     if self
-      .push(&auth.get_packed_command(), Some(reply), Backoff::Respect)
+      .push(
+        &auth.get_packed_command(),
+        Some(reply),
+        None,
+        Sending::FollowUp,
+      )
       .is_err()
     {
       return;
@@ -599,12 +721,14 @@ impl Shared {
   }
 
   /// A reply as its caller sees it: an error reply becomes a (redacted) error.
-  fn answered(&self, value: Value, lost_scripts: &mut bool) -> Answered {
+  fn answered(&self, value: Value) -> Result<Value, Lost> {
     value.extract_error().map_err(|error| {
-      *lost_scripts |= error.kind() == ErrorKind::Server(ServerErrorKind::NoScript);
       let message = self.node.redact(&error.to_string());
       self.status().last_error = Some(message.clone());
-      message
+      match error.kind() {
+        ErrorKind::Server(ServerErrorKind::NoScript) => Lost::Scripts(message),
+        _ => Lost::Other(message),
+      }
     })
   }
 
@@ -618,6 +742,9 @@ impl Shared {
           return self.tear_down(generation, &socket::describe(&error), Then::Idle);
         }
         bytes.clear();
+        if bytes.capacity() > READ_CHUNK * 16 {
+          bytes = Vec::new();
+        }
       }
     }
   }
@@ -711,6 +838,12 @@ impl Shared {
     status.started = Some(started);
     status.durable = learnt.durable;
   }
+}
+
+/// An error reply: `NOSCRIPT`, or any other.
+enum Lost {
+  Scripts(String),
+  Other(String),
 }
 
 /// The provider's credentials as one open connection follows them: the

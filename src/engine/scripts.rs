@@ -7,6 +7,15 @@ use redis::{Cmd, Script};
 /// One command for every node.
 pub struct Request {
   pub cmd: Cmd,
+  /// The same command with its script's body (`EVAL`), for a node that lost
+  /// the script; only a command that may run late or twice has one.
+  pub again: Option<Cmd>,
+}
+
+impl Request {
+  pub fn new(cmd: Cmd) -> Self {
+    Request { cmd, again: None }
+  }
 }
 
 const ACQUIRE_ALL: &str = include_str!("scripts/acquire_all.lua");
@@ -67,7 +76,7 @@ impl Scripts {
       [key] => {
         let mut cmd = redis::cmd("SET");
         cmd.arg(key).arg(value).arg("NX").arg("PX").arg(ttl_ms);
-        Request { cmd }
+        Request::new(cmd)
       }
       _ => evalsha(&self.acquire_all, keys, &[value, &ttl_ms.to_string()]),
     }
@@ -105,22 +114,32 @@ impl Scripts {
     evalsha(&self.extend, keys, &[value, &ttl_ms.to_string()])
   }
 
-  /// Deletes the owner's keys and wakes their waiters.
+  /// Deletes the owner's keys and wakes their waiters. A compare-and-delete
+  /// may run late or twice: it carries its script's body.
   pub fn release(&self, keys: &[String], value: &str) -> Request {
-    evalsha(&self.release, keys, &[value, "1"])
+    compare_and_delete(&self.release, keys, &[value, "1"])
   }
 
   /// The release of an attempt that failed: the same deletes, announced to
   /// no waiter.
   pub fn clean_up(&self, keys: &[String], value: &str) -> Request {
-    evalsha(&self.release, keys, &[value, "0"])
+    compare_and_delete(&self.release, keys, &[value, "0"])
   }
 }
 
 fn evalsha(hash: &str, keys: &[impl redis::ToRedisArgs], args: &[&str]) -> Request {
   let mut cmd = redis::cmd("EVALSHA");
   cmd.arg(hash).arg(keys.len()).arg(keys).arg(args);
-  Request { cmd }
+  Request::new(cmd)
+}
+
+/// The release script by hash, and by body for a node that lost it.
+fn compare_and_delete(hash: &str, keys: &[String], args: &[&str]) -> Request {
+  let mut request = evalsha(hash, keys, args);
+  let mut again = redis::cmd("EVAL");
+  again.arg(RELEASE).arg(keys.len()).arg(keys).arg(args);
+  request.again = Some(again);
+  request
 }
 
 #[cfg(test)]
@@ -161,6 +180,22 @@ mod tests {
     };
     assert_eq!(last(scripts.release(&keys, "v")), b"1");
     assert_eq!(last(scripts.clean_up(&keys, "v")), b"0");
+  }
+
+  #[test]
+  fn only_compare_and_deletes_carry_their_body() {
+    let scripts = Scripts::default();
+    let keys = ["redlock:a".to_string()];
+    for request in [scripts.release(&keys, "v"), scripts.clean_up(&keys, "v")] {
+      let again = request.again.expect("a body");
+      let args: Vec<_> = again.args_iter().collect();
+      assert_eq!(args[0], redis::Arg::Simple(&b"EVAL"[..]));
+      assert_eq!(args[1], redis::Arg::Simple(RELEASE.as_bytes()));
+      let by_hash: Vec<_> = request.cmd.args_iter().skip(2).collect();
+      assert_eq!(args[2..], by_hash[..], "the same keys and arguments");
+    }
+    assert!(scripts.extend(&keys, "v", 100).again.is_none());
+    assert!(scripts.acquire(&keys, "v", 100).again.is_none());
   }
 
   #[test]

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use super::Inner;
 use crate::engine::fanout::{
-  acquire_vote, fenced_vote, issue, script_vote, tally, Issued, Reply, Votes,
+  acquire_vote, fenced_vote, issue, packed, script_vote, tally, Issued, Reply, Votes,
 };
 use crate::engine::quorum::Verdict;
 use crate::engine::scripts::Request;
@@ -144,15 +144,15 @@ impl Inner {
   /// returning, so a retry is never blocked by its own key; nodes that
   /// failed or had not answered are sent the delete without waiting, so a
   /// stuck node does not delay the caller. Each delete follows the write on
-  /// its node's connection, whenever that write lands.
+  /// its node's connection, whenever that write lands, a stalled node's too.
   pub(super) async fn delete(&self, request: &Request, replies: &[Reply]) {
-    let packed = request.cmd.get_packed_command();
+    let (packed, again) = packed(request);
     let mut granted = Vec::new();
     for (node, reply) in self.nodes.iter().zip(replies) {
       match reply {
         Reply::Refused => {}
-        Reply::Granted => granted.push(node.issue(&packed)),
-        Reply::Pending | Reply::Failed(_) => node.send(&packed),
+        Reply::Granted => granted.push(node.follow_up(&packed, again.as_ref())),
+        Reply::Pending | Reply::Failed(_) => node.send(&packed, again.as_ref()),
       }
     }
     if !granted.is_empty() {

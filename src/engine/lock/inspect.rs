@@ -212,9 +212,7 @@ impl Engine {
   pub async fn health(&self) -> Result<HealthReport, LockError> {
     let inner = &*self.inner;
     let _in_flight = InFlight::enter(inner)?;
-    let ping = Request {
-      cmd: redis::cmd("PING"),
-    };
+    let ping = Request::new(redis::cmd("PING"));
     let quarantine = inner.quarantine();
     let config = &inner.config;
     let probes = inner.nodes.iter().map(|node| {

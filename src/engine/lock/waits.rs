@@ -69,7 +69,7 @@ impl Inner {
   async fn holder_ttl(&self, key: &str) -> Duration {
     let mut cmd = redis::cmd("PTTL");
     cmd.arg(key);
-    let request = Request { cmd };
+    let request = Request::new(cmd);
     let replies = futures_util::future::join_all(
       self
         .nodes
