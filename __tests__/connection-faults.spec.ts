@@ -99,6 +99,27 @@ describe('a node that stops answering for a while', () => {
   })
 })
 
+describe('calls reach every node in the order they are made', () => {
+  const t = useCluster(3, { flush: 'each' })
+
+  test('an acquire made right after a release that is not awaited finds the lock free', async () => {
+    const lock = t.newLock({ retry_count: 0 })
+    let handle = await lock.acquire('in-order', 10_000)
+    let refused = 0
+    for (let round = 0; round < 200; round++) {
+      assert.ok(handle)
+      const releasing = lock.release(handle)
+      const next = await lock.acquire('in-order', 10_000)
+      assert.equal(await releasing, true)
+      if (next === null) refused++
+      handle = next ?? (await lock.acquire('in-order', 10_000, { wait_ms: 5_000 }))
+    }
+    assert.ok(handle)
+    assert.equal(await lock.release(handle), true)
+    assert.equal(refused, 0, `${refused} of 200 acquires were refused by the release issued before them`)
+  })
+})
+
 describe('a node that lost the lock\'s scripts (NOSCRIPT)', () => {
   const t = useCluster(3, { flush: 'each' })
 

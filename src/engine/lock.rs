@@ -296,11 +296,9 @@ impl Engine {
   pub fn release(&self, id: u64) -> impl Future<Output = Decided<bool>> + Send + 'static {
     let inner = self.inner.clone();
     let begun = InFlight::enter(&inner).map(|in_flight| {
-      let release = inner
-        .registry()
-        .remove(id)
-        .map(|lock| inner.begin_release(lock));
-      (in_flight, release)
+      // The registry is not held while the release is written.
+      let held = inner.registry().remove(id);
+      (in_flight, held.map(|lock| inner.begin_release(lock)))
     });
     async move {
       match begun {
