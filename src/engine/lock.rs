@@ -417,7 +417,7 @@ impl Inner {
           };
           let registered = self.register(lock);
           if registered.is_none() {
-            self.clean_up_attempt(&plan.keys, &attempt).await;
+            self.clean_up_attempt(&plan, &attempt).await;
           }
           let (token, fencing_token) = (attempt.token.to_string(), attempt.fencing_token);
           decided.votes = Some(attempt.into_deciding());
@@ -438,7 +438,7 @@ impl Inner {
           }));
         }
       }
-      self.clean_up_attempt(&plan.keys, &attempt).await;
+      self.clean_up_attempt(&plan, &attempt).await;
       let votes = decided.votes.insert(attempt.into_deciding());
       let retries_left = match options.retry.retries {
         Retries::Unlimited => true,
@@ -459,7 +459,11 @@ impl Inner {
           let wait = self.wait_for_release(&mut waiting, &plan.keys, deadline);
           self.interruptible(wait, cancel.clone()).await?
         }
-        _ => self.pause(options.retry, cancel.clone()).await?,
+        _ => {
+          self
+            .pause(options.retry, plan.deadline, cancel.clone())
+            .await?
+        }
       }
     }
   }

@@ -78,7 +78,9 @@ impl Inner {
   pub(super) async fn give_up(&self, id: u64, lock: &HeldLock, replies: &[Reply]) {
     self.registry().remove(id);
     let request = self.scripts.release(&lock.keys, &lock.value);
-    self.delete(&request, replies).await;
+    self
+      .delete(&request, replies, self.config.command_timeout)
+      .await;
   }
 
   /// Issues the release of `lock` to every node, now: behind the lock's
