@@ -45,9 +45,9 @@
 //! which loads the scripts and learns the node anew. A vote that met it
 //! fails, since sending it again would put it behind commands issued after
 //! it; a compare-and-delete (a release, a clean-up) that met it, or was
-//! still unanswered, goes again on the new connection with the script's
-//! body (`EVAL`): it deletes only its owner's keys, so running late or
-//! twice does no harm.
+//! still unanswered, goes once more on the new connection, behind its
+//! handshake's `SCRIPT LOAD`: it deletes only its owner's keys, so running
+//! late or twice does no harm (and needs no `EVAL` right).
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
@@ -238,18 +238,18 @@ impl NodeClient {
   }
 
   /// `issue` for a command that must follow the ones before it (a
-  /// compare-and-delete): queued while the node is stalled too. `again`, the
-  /// command with its script's body, is sent instead when the node lost the
-  /// script.
-  pub fn follow_up(&self, packed: &[u8], again: Option<&Arc<[u8]>>) -> Answer {
-    self.answer(packed, again.cloned(), Sending::FollowUp)
+  /// compare-and-delete): queued while the node is stalled too. A
+  /// `repeatable` command that meets `NOSCRIPT` is sent once more, on the
+  /// connection that loads the scripts again.
+  pub fn follow_up(&self, packed: &Arc<[u8]>, repeatable: bool) -> Answer {
+    let again = repeatable.then(|| packed.clone());
+    self.answer(packed, again, Sending::FollowUp)
   }
 
   /// `follow_up` without waiting for the reply.
-  pub fn send(&self, packed: &[u8], again: Option<&Arc<[u8]>>) {
-    let _ = self
-      .shared
-      .push(packed, None, again.cloned(), Sending::FollowUp);
+  pub fn send(&self, packed: &Arc<[u8]>, repeatable: bool) {
+    let again = repeatable.then(|| packed.clone());
+    let _ = self.shared.push(packed, None, again, Sending::FollowUp);
   }
 
   /// Sends one request and returns the node's reply, or why there is none.
@@ -641,9 +641,9 @@ impl Shared {
   }
 
   /// Ends connection `generation` and opens a new one at once, on which the
-  /// compare-and-deletes in `again` and those still unanswered go again, in
-  /// order, with their scripts' bodies; every other command still queued
-  /// fails with `reason`.
+  /// compare-and-deletes in `again` and those still unanswered go once
+  /// more, in order, once it loaded the scripts; every other command still
+  /// queued fails with `reason`.
   fn reopen(self: &Arc<Self>, generation: u64, reason: &str, mut again: Vec<Slot>) {
     let mut state = self.lock();
     if !matches!(&state.phase, Phase::Ready(live) if live.generation == generation) {

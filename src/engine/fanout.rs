@@ -61,23 +61,14 @@ pub fn issue(nodes: &[NodeClient], request: &Request) -> Issued {
 /// release), on every node, now, a stalled one too.
 pub fn issue_follow_up(nodes: &[NodeClient], request: &Request) -> Issued {
   let at = Instant::now();
-  let (packed, again) = packed(request);
+  let packed: Arc<[u8]> = request.cmd.get_packed_command().into();
   Issued {
     at,
     answers: nodes
       .iter()
-      .map(|node| Some(node.follow_up(&packed, again.as_ref())))
+      .map(|node| Some(node.follow_up(&packed, request.repeatable)))
       .collect(),
   }
-}
-
-/// `request` encoded, and its body form if it has one.
-pub fn packed(request: &Request) -> (Vec<u8>, Option<Arc<[u8]>>) {
-  let again = request
-    .again
-    .as_ref()
-    .map(|cmd| cmd.get_packed_command().into());
-  (request.cmd.get_packed_command(), again)
 }
 
 /// Counts the replies to `issued` until the outcome is certain, or until

@@ -7,14 +7,17 @@ use redis::{Cmd, Script};
 /// One command for every node.
 pub struct Request {
   pub cmd: Cmd,
-  /// The same command with its script's body (`EVAL`), for a node that lost
-  /// the script; only a command that may run late or twice has one.
-  pub again: Option<Cmd>,
+  /// Whether the command may run late or twice (a compare-and-delete), and
+  /// so be sent again to a node that lost its script.
+  pub repeatable: bool,
 }
 
 impl Request {
   pub fn new(cmd: Cmd) -> Self {
-    Request { cmd, again: None }
+    Request {
+      cmd,
+      repeatable: false,
+    }
   }
 }
 
@@ -114,8 +117,7 @@ impl Scripts {
     evalsha(&self.extend, keys, &[value, &ttl_ms.to_string()])
   }
 
-  /// Deletes the owner's keys and wakes their waiters. A compare-and-delete
-  /// may run late or twice: it carries its script's body.
+  /// Deletes the owner's keys and wakes their waiters.
   pub fn release(&self, keys: &[String], value: &str) -> Request {
     compare_and_delete(&self.release, keys, &[value, "1"])
   }
@@ -133,12 +135,11 @@ fn evalsha(hash: &str, keys: &[impl redis::ToRedisArgs], args: &[&str]) -> Reque
   Request::new(cmd)
 }
 
-/// The release script by hash, and by body for a node that lost it.
+/// The release script, which deletes only the owner's keys: it may run late
+/// or twice.
 fn compare_and_delete(hash: &str, keys: &[String], args: &[&str]) -> Request {
   let mut request = evalsha(hash, keys, args);
-  let mut again = redis::cmd("EVAL");
-  again.arg(RELEASE).arg(keys.len()).arg(keys).arg(args);
-  request.again = Some(again);
+  request.repeatable = true;
   request
 }
 
@@ -183,19 +184,14 @@ mod tests {
   }
 
   #[test]
-  fn only_compare_and_deletes_carry_their_body() {
+  fn only_compare_and_deletes_may_be_sent_again() {
     let scripts = Scripts::default();
-    let keys = ["redlock:a".to_string()];
-    for request in [scripts.release(&keys, "v"), scripts.clean_up(&keys, "v")] {
-      let again = request.again.expect("a body");
-      let args: Vec<_> = again.args_iter().collect();
-      assert_eq!(args[0], redis::Arg::Simple(&b"EVAL"[..]));
-      assert_eq!(args[1], redis::Arg::Simple(RELEASE.as_bytes()));
-      let by_hash: Vec<_> = request.cmd.args_iter().skip(2).collect();
-      assert_eq!(args[2..], by_hash[..], "the same keys and arguments");
-    }
-    assert!(scripts.extend(&keys, "v", 100).again.is_none());
-    assert!(scripts.acquire(&keys, "v", 100).again.is_none());
+    let keys = ["redlock:a".to_string(), "redlock:b".to_string()];
+    assert!(scripts.release(&keys, "v").repeatable);
+    assert!(scripts.clean_up(&keys, "v").repeatable);
+    assert!(!scripts.extend(&keys, "v", 100).repeatable);
+    assert!(!scripts.acquire(&keys, "v", 100).repeatable);
+    assert!(!scripts.acquire(&keys[..1], "v", 100).repeatable);
   }
 
   #[test]

@@ -31,8 +31,8 @@ pub(super) const MAX_UNSENT: usize = 32 << 20;
 pub(super) struct Slot {
   reply: Option<oneshot::Sender<Answered>>,
   issued_at: Instant,
-  /// The same command with its script's body, for a node that answers
-  /// `NOSCRIPT`: only commands that may safely run twice have one.
+  /// The command again, for a node that answers `NOSCRIPT`: only commands
+  /// that may safely run late or twice keep it.
   pub again: Option<Arc<[u8]>>,
   _work: Tracked,
 }

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use super::Inner;
 use crate::engine::fanout::{
-  acquire_vote, fenced_vote, issue, packed, script_vote, tally, Issued, Reply, Votes,
+  acquire_vote, fenced_vote, issue, script_vote, tally, Issued, Reply, Votes,
 };
 use crate::engine::quorum::Verdict;
 use crate::engine::scripts::Request;
@@ -165,13 +165,13 @@ impl Inner {
   /// the write on its node's connection, whenever that write lands, a
   /// stalled node's too.
   pub(super) async fn delete(&self, request: &Request, replies: &[Reply], wait: Duration) {
-    let (packed, again) = packed(request);
+    let packed: Arc<[u8]> = request.cmd.get_packed_command().into();
     let mut granted = Vec::new();
     for (node, reply) in self.nodes.iter().zip(replies) {
       match reply {
         Reply::Refused => {}
-        Reply::Granted => granted.push(node.follow_up(&packed, again.as_ref())),
-        Reply::Pending | Reply::Failed(_) => node.send(&packed, again.as_ref()),
+        Reply::Granted => granted.push(node.follow_up(&packed, request.repeatable)),
+        Reply::Pending | Reply::Failed(_) => node.send(&packed, request.repeatable),
       }
     }
     if !granted.is_empty() {
