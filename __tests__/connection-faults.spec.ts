@@ -1,4 +1,6 @@
 import assert from 'node:assert/strict'
+import { once } from 'node:events'
+import net from 'node:net'
 import { describe, test } from 'node:test'
 
 import { type DistributedLock, type LockHandle } from '..'
@@ -151,5 +153,80 @@ describe('a node that lost the lock\'s scripts (NOSCRIPT)', () => {
     assert.equal((await t.cluster.calls('set'))[0], setsBefore + 1, 'the first node took the write')
     await t.cluster.settled('redlock:contended', [null, held.value, held.value])
     assert.equal(await holder.release(held), true)
+  })
+})
+
+/**
+ * A TCP relay to `port` that can stop relaying, both ways, on the
+ * connections that subscribed, keeping them open: what a NAT or load
+ * balancer that forgot a connection does to it.
+ */
+async function relay(port: number): Promise<{ port: number; subscriptions: () => number; blackHole: () => void; close: () => void }> {
+  const subscribed = new Set<net.Socket>()
+  const holes = new Set<net.Socket>()
+  let opened = 0
+  const server = net.createServer((client) => {
+    const upstream = net.connect(port, '127.0.0.1')
+    const pipe = (from: net.Socket, to: net.Socket) =>
+      from.on('data', (data: Buffer) => {
+        if (holes.has(client)) return
+        if (from === client && /SUBSCRIBE/i.test(data.toString('latin1')) && !subscribed.has(client)) {
+          subscribed.add(client)
+          opened++
+        }
+        to.write(data)
+      })
+    pipe(client, upstream)
+    pipe(upstream, client)
+    const end = () => {
+      client.destroy()
+      upstream.destroy()
+    }
+    client.on('error', end).on('close', end)
+    upstream.on('error', end).on('close', end)
+  })
+  server.listen(0, '127.0.0.1')
+  await once(server, 'listening')
+  return {
+    port: (server.address() as net.AddressInfo).port,
+    subscriptions: () => opened,
+    blackHole: () => {
+      for (const socket of subscribed) holes.add(socket)
+    },
+    close: () => {
+      server.close()
+      for (const socket of subscribed) socket.destroy()
+    },
+  }
+}
+
+describe('a subscription that dies silently', () => {
+  const t = useCluster(3, { flush: 'each' })
+
+  test('is noticed and opened again, so a release still wakes the waiter at once', async () => {
+    const relays = await Promise.all(t.cluster.nodes.map((node) => relay(node.port)))
+    try {
+      const nodes = relays.map((r) => `127.0.0.1:${r.port}`)
+      const holder = t.newLock({ redis_nodes: nodes, retry_count: 0 })
+      const waiter = t.newLock({ redis_nodes: nodes, retry_delay_ms: 60_000, retry_jitter_ms: 0 })
+      const held = await holder.acquire('silent', 60_000)
+      assert.ok(held)
+      const waiting = waiter.acquire('silent', 60_000, { wait_ms: 50_000 })
+      await waitFor('the waiter to subscribe', () => relays.every((r) => r.subscriptions() === 1))
+      for (const r of relays) r.blackHole()
+      // Pinged within the next 15 s, the dead subscriptions are opened again.
+      await waitFor('the subscriptions to be opened again', () => relays.every((r) => r.subscriptions() === 2), 25_000)
+      await waitFor('the waiter to subscribe again', async () =>
+        (await Promise.all(t.cluster.nodes.map(async (node) => Number(((await node.redis().call('PUBSUB', 'NUMSUB', 'redlock:silent')) as [string, number])[1])))).every((n) => n >= 1))
+      const released = Date.now()
+      assert.equal(await holder.release(held), true)
+      const next = await waiting
+      const handover = Date.now() - released
+      assert.ok(next, 'the waiter got the lock')
+      assert.ok(handover < 500, `hand-over took ${handover} ms: woken by the release, not the 60 s lease`)
+      assert.equal(await waiter.release(next), true)
+    } finally {
+      for (const r of relays) r.close()
+    }
   })
 })

@@ -17,7 +17,11 @@
 //! (a user without channel rights) will not announce releases: its
 //! connection is kept and the node is asked again only after
 //! `REFUSED_PAUSE`, and its waiters rely on the holder's TTL there.
-//! `close` stops the tasks at once, whatever the nodes do.
+//! A subscription that has waiters is pinged every `PING_EVERY` (within
+//! the command timeout), so one that died silently (a NAT or load balancer
+//! that dropped it, a black-holed node) is noticed and opened again, and
+//! its waiters are woken, instead of sleeping until their holders' leases
+//! end. `close` stops the tasks at once, whatever the nodes do.
 //!
 //! A subscription connection is authenticated as the node's command
 //! connection is: with credentials from a provider it authenticates again in
@@ -40,6 +44,9 @@ const REFUSED_PAUSE: Duration = Duration::from_secs(60);
 /// How long a subscription must have lasted for its loss to start the
 /// backoff over.
 const STEADY: Duration = Duration::from_secs(10);
+/// How often a subscription with waiters is asked whether it still works:
+/// well within the idle timeouts of NATs and load balancers.
+const PING_EVERY: Duration = Duration::from_secs(15);
 
 /// The waiters of one key.
 struct Channel {
@@ -266,6 +273,7 @@ struct Subscription {
   subscriber: Subscriber,
   subscribed: HashSet<String>,
   opened_at: Instant,
+  ping_at: Instant,
 }
 
 /// What a node's task does after an event.
@@ -282,12 +290,19 @@ impl Link {
   /// refused to subscribe once more.
   async fn next_event(&mut self, shared: &Shared) -> Due {
     let refused_until = self.refused_until;
+    let waited_on = !shared.channels().is_empty();
     match &mut self.subscription {
       Some(live) => {
         let pause_over = async {
           match refused_until {
             Some(until) => tokio::time::sleep_until(until.into()).await,
             None => std::future::pending().await,
+          }
+        };
+        let ping_due = async {
+          match waited_on {
+            true => tokio::time::sleep_until(live.ping_at.into()).await,
+            false => std::future::pending().await,
           }
         };
         tokio::select! {
@@ -301,6 +316,15 @@ impl Link {
           () = pause_over => {
             self.refused_until = None;
             Due::Subscribe
+          }
+          () = ping_due => {
+            match tokio::time::timeout(shared.timeout, live.subscriber.ping()).await {
+              // An error reply (a user without PING) is an answer too.
+              Ok(Ok(())) => live.ping_at = Instant::now() + PING_EVERY,
+              Ok(Err(error)) if error.code().is_some() => live.ping_at = Instant::now() + PING_EVERY,
+              _ => self.lost(),
+            }
+            Due::Nothing
           }
         }
       }
@@ -359,6 +383,7 @@ impl Link {
       subscriber,
       subscribed: HashSet::new(),
       opened_at: Instant::now(),
+      ping_at: Instant::now() + PING_EVERY,
     };
     let wanted = shared.channels().keys().cloned().collect();
     let subscribed = match self.refused_until {

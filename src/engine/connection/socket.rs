@@ -5,10 +5,14 @@
 //!
 //! A plain socket is written with non-blocking `try_write` calls, so any
 //! thread can hand it bytes without waiting; TLS must encrypt on one side,
-//! so its writes go through the writer task.
+//! so its writes go through the writer task. Every socket has TCP
+//! keepalive on, so a peer that is gone without a word (a host down, a NAT
+//! or load balancer that forgot the connection) is noticed while the
+//! connection is idle, a subscription's above all.
 
 use std::io;
 use std::sync::Arc;
+use std::time::Duration;
 
 use bytes::BytesMut;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadHalf, WriteHalf};
@@ -17,6 +21,12 @@ use tokio_rustls::client::TlsStream;
 use tokio_rustls::TlsConnector;
 
 use crate::engine::node::NodeConfig;
+
+/// How long a connection is idle before the kernel probes its peer, and
+/// the time between probes: a peer that is gone is noticed within about a
+/// minute on Linux (nine probes).
+const KEEPALIVE_IDLE: Duration = Duration::from_secs(15);
+const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(5);
 
 /// An open stream to a node.
 pub(super) enum Stream {
@@ -34,6 +44,12 @@ pub(super) async fn open(
     .map_err(|error| describe(&error))?;
   // Commands are small and each waits for its reply: never hold one back.
   socket.set_nodelay(true).map_err(|error| describe(&error))?;
+  let keepalive = socket2::TcpKeepalive::new()
+    .with_time(KEEPALIVE_IDLE)
+    .with_interval(KEEPALIVE_INTERVAL);
+  socket2::SockRef::from(&socket)
+    .set_tcp_keepalive(&keepalive)
+    .map_err(|error| describe(&error))?;
   let Some(config) = tls else {
     return Ok(Stream::Plain(socket));
   };
