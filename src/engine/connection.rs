@@ -56,6 +56,7 @@ use std::time::{Duration, Instant};
 use bytes::BytesMut;
 use redis::{ErrorKind, RedisConnectionInfo, ServerErrorKind, Value, ValueCodec};
 use tokio::net::TcpStream;
+use tokio::runtime::Handle;
 use tokio::sync::{oneshot, watch, Notify};
 use tokio::task::AbortHandle;
 // The redis crate's reply parser (`ValueCodec`) is public but doc-hidden in
@@ -147,6 +148,9 @@ struct Shared {
   stall_after: Duration,
   /// Every command counts as work under way until its node answers it.
   work: Arc<Tracker>,
+  /// The runtime the connection tasks run on: the one of the first command,
+  /// so that a command issued from outside it later can still connect.
+  runtime: OnceLock<Handle>,
   state: Mutex<State>,
   tls: OnceLock<Arc<rustls::ClientConfig>>,
   /// When the node started, in ms after `epoch()`, if it keeps no durable
@@ -169,7 +173,8 @@ pub struct NodeStatus {
 }
 
 /// A cheap handle to one node's connection. Issuing a command may start
-/// connecting, so it must happen within a Tokio runtime context.
+/// connecting, on the runtime of the first command issued: that one must
+/// be issued within a Tokio runtime context, or it fails.
 #[derive(Clone)]
 pub struct NodeClient {
   shared: Arc<Shared>,
@@ -198,6 +203,7 @@ impl NodeClient {
         connect_timeout,
         stall_after: (command_timeout * 4).max(MIN_STALL),
         work,
+        runtime: OnceLock::new(),
         state: Mutex::new(State {
           phase: Phase::Idle,
           queue: Queue::new(Instant::now()),
@@ -366,7 +372,7 @@ impl Shared {
         let wait = retry_at.saturating_duration_since(now);
         return Err(format!("{error} (reconnecting in {} ms)", wait.as_millis()));
       }
-      Phase::Idle | Phase::Down { .. } => self.connect(&mut state),
+      Phase::Idle | Phase::Down { .. } => self.connect(&mut state)?,
       Phase::Ready(_) if sending != Sending::FollowUp => {
         let waited = state.queue.oldest_wait(now);
         if waited >= self.stall_after {
@@ -384,11 +390,21 @@ impl Shared {
     Ok(())
   }
 
-  /// Starts connecting in the background.
-  fn connect(self: &Arc<Self>, state: &mut State) {
+  /// Starts connecting in the background; fails when no runtime is known
+  /// yet and this thread is outside one.
+  fn connect(self: &Arc<Self>, state: &mut State) -> Result<(), String> {
+    let runtime = match self.runtime.get() {
+      Some(runtime) => runtime,
+      None => {
+        let current = Handle::try_current()
+          .map_err(|_| "the first command must be issued within a Tokio runtime".to_string())?;
+        self.runtime.get_or_init(|| current)
+      }
+    };
     let generation = next_generation();
-    let task = tokio::spawn(self.clone().run(generation)).abort_handle();
+    let task = runtime.spawn(self.clone().run(generation)).abort_handle();
     state.phase = Phase::Connecting { generation, task };
+    Ok(())
   }
 
   /// Appends `slot` and its command to the queue, and writes it now when the
@@ -664,9 +680,8 @@ impl Shared {
         None => failed.push(slot),
       }
     }
-    if !again.is_empty() {
-      self.connect(&mut state);
-      for mut slot in again {
+    if !again.is_empty() && self.connect(&mut state).is_ok() {
+      for mut slot in std::mem::take(&mut again) {
         let Some(body) = slot.again.take() else {
           continue;
         };
@@ -677,7 +692,7 @@ impl Shared {
     for task in live.tasks {
       task.abort();
     }
-    for slot in failed {
+    for slot in failed.into_iter().chain(again) {
       slot.answer(Err(reason.to_string()));
     }
   }
@@ -937,7 +952,34 @@ fn next_generation() -> u64 {
 
 #[cfg(test)]
 mod tests {
+  use futures_util::FutureExt;
+
   use super::*;
+
+  #[test]
+  fn connections_start_on_the_runtime_of_the_first_command() {
+    let node = NodeConfig::endpoint("127.0.0.1", 1).unwrap();
+    let timeout = Duration::from_millis(100);
+    let client = NodeClient::new(node, timeout, timeout, Arc::default()).unwrap();
+    let outside = client.issue(b"PING\r\n").now_or_never();
+    assert!(
+      matches!(&outside, Some(Err(message)) if message.contains("Tokio runtime")),
+      "{outside:?}"
+    );
+    let runtime = tokio::runtime::Builder::new_current_thread()
+      .enable_all()
+      .build()
+      .unwrap();
+    let first = runtime.block_on(async { client.issue(b"PING\r\n").await });
+    assert!(first.is_err(), "nothing listens on port 1");
+    // Outside the runtime again: a reconnect spawns on the one remembered.
+    let later = client.probe(&Request::new(redis::cmd("PING")));
+    let answered = runtime.block_on(later);
+    assert!(
+      matches!(&answered, Err(message) if !message.contains("Tokio runtime")),
+      "{answered:?}"
+    );
+  }
 
   #[test]
   fn backoff_grows_with_jitter_between_its_bounds() {
