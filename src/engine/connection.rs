@@ -152,7 +152,6 @@ struct Shared {
   /// so that a command issued from outside it later can still connect.
   runtime: OnceLock<Handle>,
   state: Mutex<State>,
-  tls: OnceLock<Arc<rustls::ClientConfig>>,
   /// When the node started, in ms after `epoch()`, if it keeps no durable
   /// data; 0 when it does. Read on every vote, hence an atomic.
   volatile_since_ms: AtomicU64,
@@ -209,7 +208,6 @@ impl NodeClient {
           queue: Queue::new(Instant::now()),
           backoff: Duration::ZERO,
         }),
-        tls: OnceLock::new(),
         volatile_since_ms: AtomicU64::new(0),
         status: Mutex::new(NodeStatus::default()),
       }),
@@ -283,7 +281,7 @@ impl NodeClient {
   pub async fn subscribe_connection(&self) -> Result<Subscriber, String> {
     let shared = &self.shared;
     let opened = tokio::time::timeout(shared.connect_timeout, async {
-      let tls = shared.tls()?;
+      let tls = shared.tls().await?;
       let (stream, (settings, issued)) =
         tokio::try_join!(socket::open(&shared.node, tls), shared.credentials())?;
       match (&shared.node.credentials, issued) {
@@ -339,16 +337,12 @@ impl Shared {
     Ok((settings, Some(issued)))
   }
 
-  /// The TLS configuration when the node asks for TLS, loaded on first use.
-  fn tls(&self) -> Result<Option<Arc<rustls::ClientConfig>>, String> {
-    if !self.node.tls {
-      return Ok(None);
+  /// The TLS configuration when the node asks for TLS.
+  async fn tls(&self) -> Result<Option<Arc<rustls::ClientConfig>>, String> {
+    match self.node.tls {
+      true => socket::tls_config().await.map(Some),
+      false => Ok(None),
     }
-    if let Some(config) = self.tls.get() {
-      return Ok(Some(config.clone()));
-    }
-    let config = socket::tls_config()?;
-    Ok(Some(self.tls.get_or_init(|| config).clone()))
   }
 
   fn push(
@@ -513,7 +507,7 @@ impl Shared {
     buffer: &mut BytesMut,
     asking: &AtomicBool,
   ) -> Result<(Stream, Option<Arc<Issued>>), String> {
-    let tls = self.tls()?;
+    let tls = self.tls().await?;
     let credentials = async {
       asking.store(true, Ordering::Relaxed);
       let credentials = self.credentials().await;

@@ -62,10 +62,27 @@ pub(super) async fn open(
   Ok(Stream::Tls(Box::new(stream)))
 }
 
-/// The client configuration for TLS: the system's roots, as the redis crate
-/// loads them (`SSL_CERT_FILE` and `SSL_CERT_DIR` name a private CA). Any
-/// root that fails to load fails the connection, as it does there.
-pub(super) fn tls_config() -> Result<Arc<rustls::ClientConfig>, String> {
+/// The client configuration for TLS, loaded once for the process on a
+/// blocking thread: reading the system's store takes a while, and must not
+/// hold up the I/O thread. A failed load is tried again by the next
+/// connection.
+pub(super) async fn tls_config() -> Result<Arc<rustls::ClientConfig>, String> {
+  static LOADED: tokio::sync::OnceCell<Arc<rustls::ClientConfig>> =
+    tokio::sync::OnceCell::const_new();
+  let loaded = LOADED
+    .get_or_try_init(|| async {
+      tokio::task::spawn_blocking(load_tls_config)
+        .await
+        .map_err(|error| format!("the trusted roots could not be loaded: {error}"))?
+    })
+    .await?;
+  Ok(loaded.clone())
+}
+
+/// The system's roots, as the redis crate loads them (`SSL_CERT_FILE` and
+/// `SSL_CERT_DIR` name a private CA). Any root that fails to load fails the
+/// connection, as it does there.
+fn load_tls_config() -> Result<Arc<rustls::ClientConfig>, String> {
   let loaded = rustls_native_certs::load_native_certs();
   if let Some(error) = loaded.errors.first() {
     return Err(format!("the trusted roots could not be loaded: {error}"));
@@ -186,5 +203,17 @@ pub(super) fn describe(error: &io::Error) -> String {
     io::ErrorKind::ConnectionReset => format!("connection reset by the node ({error})"),
     io::ErrorKind::BrokenPipe => format!("connection broken ({error})"),
     _ => error.to_string(),
+  }
+}
+
+#[cfg(test)]
+mod tests {
+  use super::*;
+
+  #[tokio::test]
+  async fn the_trusted_roots_are_loaded_once_for_the_process() {
+    let first = tls_config().await.expect("the system's roots load");
+    let second = tls_config().await.expect("the system's roots load");
+    assert!(Arc::ptr_eq(&first, &second));
   }
 }
