@@ -86,9 +86,6 @@ const MAX_BACKOFF: Duration = Duration::from_secs(2);
 /// The shortest wait for a reply before a node counts as stalled: long
 /// enough for a node slowed by a big command or a fork.
 const MIN_STALL: Duration = Duration::from_secs(2);
-/// How long a connection must have lasted for its end to be the node's
-/// first trouble in a while.
-const EARLY_END: Duration = Duration::from_secs(1);
 /// How long the oldest command of a stalled node may wait before its
 /// connection is dropped: far longer than a pause that should cost nothing
 /// but votes, and short enough to notice a peer that is gone.
@@ -113,16 +110,6 @@ struct Live {
   writing: bool,
   /// The reader and the writer task.
   tasks: [AbortHandle; 2],
-  opened_at: Instant,
-}
-
-impl Live {
-  /// Whether the connection ended too soon to count as working: a node
-  /// that closes every connection, sends unreadable replies or keeps losing
-  /// its scripts is then connected to again with backoff, not at once.
-  fn ended_early(&self) -> bool {
-    self.opened_at.elapsed() < EARLY_END
-  }
 }
 
 struct State {
@@ -559,15 +546,14 @@ impl Shared {
       wake_writer.notify_one();
     }
     // The handshake's time is not the node's delay in answering them.
-    let now = Instant::now();
-    state.queue.opened(now);
+    state.queue.opened(Instant::now());
+    state.backoff = Duration::ZERO;
     state.phase = Phase::Ready(Live {
       generation,
       direct,
       wake_writer,
       writing,
       tasks: [reader, writer],
-      opened_at: now,
     });
     true
   }
@@ -678,26 +664,7 @@ impl Shared {
       return;
     }
     self.status().last_error = Some(reason.to_string());
-    let early = matches!(&state.phase, Phase::Ready(live) if live.ended_early());
-    let next = match (early, state.backoff.is_zero()) {
-      (true, false) => {
-        state.backoff = next_backoff(state.backoff);
-        Phase::Down {
-          error: reason.into(),
-          retry_at: Instant::now() + state.backoff,
-        }
-      }
-      (true, true) => {
-        state.backoff = FIRST_BACKOFF;
-        Phase::Idle
-      }
-      (false, _) => {
-        state.backoff = Duration::ZERO;
-        Phase::Idle
-      }
-    };
-    let reconnect = matches!(next, Phase::Idle);
-    let Phase::Ready(live) = std::mem::replace(&mut state.phase, next) else {
+    let Phase::Ready(live) = std::mem::replace(&mut state.phase, Phase::Idle) else {
       unreachable!("checked above")
     };
     let mut failed = Vec::new();
@@ -707,7 +674,7 @@ impl Shared {
         None => failed.push(slot),
       }
     }
-    if reconnect && !again.is_empty() && self.connect(&mut state).is_ok() {
+    if !again.is_empty() && self.connect(&mut state).is_ok() {
       for mut slot in std::mem::take(&mut again) {
         let Some(body) = slot.again.take() else {
           continue;
@@ -814,32 +781,17 @@ impl Shared {
   fn tear_down(&self, generation: u64, reason: &str, then: Then) {
     let message = self.node.redact(reason);
     let mut state = self.lock();
-    let (current, early) = match &state.phase {
+    let current = match &state.phase {
       Phase::Connecting {
         generation: current,
         ..
-      } => (*current == generation, false),
-      Phase::Ready(live) => (live.generation == generation, live.ended_early()),
-      _ => (false, false),
+      } => *current == generation,
+      Phase::Ready(live) => live.generation == generation,
+      _ => false,
     };
     if !current {
       return;
     }
-    let then = match (early, then) {
-      (false, then) => {
-        if matches!(state.phase, Phase::Ready(_)) {
-          state.backoff = Duration::ZERO;
-        }
-        then
-      }
-      // The first early end may be bad luck: connect again with the next
-      // command, but remember it.
-      (true, Then::Idle) if state.backoff.is_zero() => {
-        state.backoff = FIRST_BACKOFF;
-        Then::Idle
-      }
-      (true, _) => Then::Backoff,
-    };
     let next = match then {
       Then::Idle => Phase::Idle,
       Then::Backoff => {
