@@ -47,7 +47,10 @@
 //! it; a compare-and-delete (a release, a clean-up) that met it, or was
 //! still unanswered, goes once more on the new connection, behind its
 //! handshake's `SCRIPT LOAD`: it deletes only its owner's keys, so running
-//! late or twice does no harm (and needs no `EVAL` right).
+//! late or twice does no harm (and needs no `EVAL` right). The same goes
+//! for the compare-and-deletes still unanswered on a connection the node
+//! closed (a restart, `CLIENT KILL`, a revoked token): they go once more on
+//! the next connection, opened at once.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
@@ -403,7 +406,7 @@ impl Shared {
 
   /// Appends `slot` and its command to the queue, and writes it now when the
   /// socket is free and idle.
-  fn enqueue(&self, mut state: MutexGuard<'_, State>, packed: &[u8], slot: Slot) {
+  fn enqueue(self: &Arc<Self>, mut state: MutexGuard<'_, State>, packed: &[u8], slot: Slot) {
     let idle = state.queue.is_idle();
     state.queue.push(packed, slot);
     let State { phase, queue, .. } = &mut *state;
@@ -430,7 +433,7 @@ impl Shared {
 
   /// Writes what the socket takes without waiting; the rest, and whatever
   /// was queued meanwhile, goes to the writer task, which keeps the role.
-  fn write_directly(&self, generation: u64, socket: &TcpStream, mut bytes: Vec<u8>) {
+  fn write_directly(self: &Arc<Self>, generation: u64, socket: &TcpStream, mut bytes: Vec<u8>) {
     let written = match socket::write_now(socket, &bytes) {
       Ok(written) => written,
       Err(error) => return self.tear_down(generation, &socket::describe(&error), Then::Idle),
@@ -777,9 +780,14 @@ impl Shared {
     true
   }
 
-  /// Ends connection `generation`, if it is still the node's.
-  fn tear_down(&self, generation: u64, reason: &str, then: Then) {
+  /// Ends connection `generation`, if it is still the node's. A connection
+  /// the node ended (closed, reset, unreadable) runs nothing more of what
+  /// it was sent, so its compare-and-deletes go once more on a new one.
+  fn tear_down(self: &Arc<Self>, generation: u64, reason: &str, then: Then) {
     let message = self.node.redact(reason);
+    if let Then::Idle = then {
+      return self.reopen(generation, &message, Vec::new());
+    }
     let mut state = self.lock();
     let current = match &state.phase {
       Phase::Connecting {
@@ -905,7 +913,7 @@ fn with_credentials(
 /// unwinding from a panic, which would otherwise leave the node
 /// "connecting" forever.
 struct Ended<'a> {
-  shared: &'a Shared,
+  shared: &'a Arc<Shared>,
   generation: u64,
   reason: String,
   then: Then,
