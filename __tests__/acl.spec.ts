@@ -193,9 +193,6 @@ describe('least-privilege ACL: a user limited to the key prefix, without channel
 
   test('fencing tokens come from counters under the key prefix', async () => {
     const lock = t.newLock({ redis_nodes: asLocker(t), retry_count: 0 })
-    // Connected first: on a node still connecting, the raising of a counter
-    // may overtake the lock's write and leave that (minority) counter behind.
-    assert.equal((await lock.health()).quorumReachable, true)
     const first = await lock.acquire('fenced', 30_000, { fencing: true })
     assert.ok(first?.fencingToken)
     await t.cluster.settled('redlock:fence:fenced', Array(3).fill(String(first.fencingToken)))
@@ -206,9 +203,10 @@ describe('least-privilege ACL: a user limited to the key prefix, without channel
     assert.equal(await lock.release(second), true)
   })
 
-  test('a waiter still gets the lock, once the holder lease runs out', async () => {
+  test('a waiter still gets the lock, once the holder lease runs out, without reconnecting to nodes that refuse SUBSCRIBE', async () => {
     const holder = t.newLock({ redis_nodes: asLocker(t), retry_count: 0 })
     const waiter = t.newLock({ redis_nodes: asLocker(t), retry_delay_ms: 10_000, retry_jitter_ms: 0 })
+    const connectionsBefore = await connectionsReceived()
     const pttlsBefore = await t.cluster.calls('pttl')
     const heldAt = Date.now()
     const held = await holder.acquire('handover', 1_500)
@@ -224,6 +222,13 @@ describe('least-privilege ACL: a user limited to the key prefix, without channel
     const waited = Date.now() - heldAt
     assert.ok(next, 'the waiter got the lock')
     assert.ok(waited >= 1_400, `got it after ${waited} ms: at the end of the 1500 ms lease, not at the release`)
+    // The holder's connection and the waiter's two (commands, subscription)
+    // on each node: a refused SUBSCRIBE keeps its connection.
+    const opened = (await connectionsReceived()).map((n, i) => n - connectionsBefore[i])
+    assert.deepEqual(opened, [3, 3, 3], `connections opened per node: ${opened}`)
     assert.equal(await waiter.release(next), true)
   })
+
+  const connectionsReceived = () =>
+    Promise.all(t.cluster.nodes.map(async (node) => Number(/total_connections_received:(\d+)/.exec(await node.redis().info('stats'))?.[1])))
 })

@@ -126,4 +126,25 @@ describe('waits and close() are bounded with a node paused, black-holed or gone'
       }
     })
   })
+
+  test('with a majority paused, a wait rejects ERR_QUORUM_UNAVAILABLE within wait_ms plus one command timeout', async () => {
+    // A retry delay that ends past most of these deadlines: the pause must be
+    // cut at the deadline, so that the last attempt begins there.
+    const waiter = t.newLock({ retry_delay_ms: 400, retry_jitter_ms: 0 })
+    const warm = await waiter.acquire('majority-paused', 1_000)
+    assert.ok(warm, 'the connections are open')
+    assert.equal(await waiter.release(warm), true)
+    await whilePaused(t.cluster.nodes[1], () =>
+      whilePaused(t.cluster.nodes[2], async () => {
+        for (const [wait, fencing] of [[550, false], [600, true], [650, false], [700, true], [750, false]] as const) {
+          const waited = await timed(`the wait of ${wait} ms`, waiter.acquire('majority-paused', 10_000, { wait_ms: wait, fencing }).then(
+            () => assert.fail('resolved'),
+            (error: LockError) => error,
+          ))
+          assert.equal(waited.value.code, 'ERR_QUORUM_UNAVAILABLE')
+          assert.ok(waited.ms >= wait - 5, `gave up after ${waited.ms} ms, before wait_ms ${wait}`)
+          assert.ok(waited.ms <= wait + COMMAND_TIMEOUT_MS + SLACK_MS, `rejected after ${waited.ms} ms with wait_ms ${wait}, fencing ${fencing}`)
+        }
+      }))
+  })
 })

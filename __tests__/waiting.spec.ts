@@ -26,20 +26,26 @@ describe('waiting woken by release (wait_ms)', () => {
     }))
 
   test('a release hands the lock to a waiter at once', async () => {
-    const held = await holder.acquire('handover', 30_000)
-    assert.ok(held)
-    const waiting = waiter.acquire('handover', 30_000, { wait_ms: 20_000 })
-    await waitFor('the waiter to subscribe', async () => (await subscriptions('redlock:handover')).every((n) => n === 1))
-    const released = Date.now()
-    assert.equal(await holder.release(held), true)
-    const next = await waiting
-    const handover = Date.now() - released
-    assert.ok(next, 'the waiter got the lock')
-    assert.ok(handover < 100, `hand-over took ${handover} ms with a 5000 ms retry delay`)
-    // Refused, refused again right after subscribing, then woken by the release.
-    assert.equal(next.attempts, 3)
-    await waitFor('the subscription to go', async () => (await subscriptions('redlock:handover')).every((n) => n === 0))
-    await waiter.release(next)
+    for (let round = 0; round < 20; round++) {
+      const held = await holder.acquire('handover', 30_000)
+      assert.ok(held)
+      const waiting = waiter.acquire('handover', 30_000, { wait_ms: 20_000 })
+      await waitFor('the waiter to subscribe', async () => (await subscriptions('redlock:handover')).every((n) => n === 1))
+      const released = Date.now()
+      assert.equal(await holder.release(held), true)
+      const next = await waiting
+      const handover = Date.now() - released
+      assert.ok(next, 'the waiter got the lock')
+      assert.ok(handover < 100, `hand-over took ${handover} ms with a 5000 ms retry delay`)
+      // Refused, then tried again right after subscribing (granted there if
+      // the release came first), else woken by the first node's
+      // notification. The release may not have reached the other nodes yet
+      // when the woken attempt does: refused there, it is woken again by the
+      // next node's notification, one attempt more per node at most.
+      assert.ok(next.attempts >= 2 && next.attempts <= 2 + t.cluster.nodes.length, `${next.attempts} attempts`)
+      await waitFor('the subscription to go', async () => (await subscriptions('redlock:handover')).every((n) => n === 0))
+      assert.equal(await waiter.release(next), true)
+    }
   })
 
   test('a waiter also wakes when the holder lease runs out, and gives up with null when the wait does', async () => {

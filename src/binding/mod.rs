@@ -1,6 +1,7 @@
 //! The napi-rs binding, kept thin: it reads JavaScript arguments through the
-//! options parser, starts engine calls on the JavaScript thread (acquire and
-//! extend write their first commands right away) and returns a promise for
+//! options parser, starts engine calls on the JavaScript thread (acquire,
+//! extend and release write their first commands right away, so that
+//! commands reach the nodes in the order of the calls) and returns a promise for
 //! each, settled through the completion queue with a typed result. The
 //! result types are the engine's shapes expanded again in `shapes`; the
 //! public class and its handles live in `index.js`.
@@ -197,16 +198,11 @@ impl LockCore {
   ) -> Result<PromiseRaw<'env, bool>> {
     let detail = on_decided.is_some();
     self.completions.call(env, on_decided, || {
+      // Issued here, as acquire and extend are: a call made after this one
+      // reaches every node after it.
+      let releasing = self.engine.release(lock.get_u64().1);
       let engine = self.engine.clone();
-      let id = lock.get_u64().1;
-      // Unlike acquire and extend, a release is issued on the I/O thread: its
-      // writes to every node then leave before that thread can act on the
-      // first node's release notification. From here, a waiter of this
-      // process woken by it could reach the other nodes ahead of the
-      // release, on its own connections, find the lock still held there, and
-      // try again (queueing the release on every node before writing any
-      // does not help: another lock instance does not share the queues).
-      Ok(async move { finished(&engine, engine.release(id).await, detail) })
+      Ok(async move { finished(&engine, releasing.await, detail) })
     })
   }
 

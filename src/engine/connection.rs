@@ -18,8 +18,19 @@
 //! connection drops. A failed attempt puts the node in backoff (with jitter,
 //! so the clients of a restarted node do not come back in lock-step), during
 //! which its commands fail at once: a dead node costs a vote, never the
-//! caller's time. A connection whose replies stall (a paused or black-holed
-//! node) is dropped, so commands cannot pile up behind it.
+//! caller's time.
+//!
+//! A node whose oldest unanswered command has waited four command timeouts
+//! (two seconds at least) is stalled: paused, black-holed or far behind.
+//! Its connection stays open, since the commands already sent to it may
+//! still run there, and only what is issued on the same connection after
+//! them is sure to run after them. So while it is stalled, new votes fail at
+//! once without being sent, and the follow-ups that must come after earlier
+//! writes (releases, clean-ups, a new `AUTH`) are still queued, up to a cap
+//! on the backlog that holds for every command. Only once the oldest command
+//! has waited `DROP_AFTER` is the connection dropped; what a node in that
+//! state ran after the drop, it runs unfollowed (a lock key then lasts until
+//! its TTL).
 //!
 //! Every connection first authenticates, loads the scripts and learns the
 //! node's run id, uptime and persistence, so that a node that restarted
@@ -28,12 +39,18 @@
 //! or its provider's, asked for each connection attempt while the socket
 //! opens; when the provider's change (ahead of their expiry), each open
 //! connection authenticates again in place, with one `AUTH` issued behind
-//! the commands before it, so that no command is lost or reordered. A node that answers `NOSCRIPT` later
-//! has lost its scripts, most likely in a restart behind a proxy or a
-//! failover: that command counts as a failed vote and the connection is
-//! opened again, which loads the scripts and learns the node anew. Loading
-//! the script and sending the command again instead would put it behind
-//! commands issued after it.
+//! the commands before it, so that no command is lost or reordered. A node
+//! that answers `NOSCRIPT` later has lost its scripts, most likely in a
+//! restart behind a proxy or a failover: the connection is opened again,
+//! which loads the scripts and learns the node anew. A vote that met it
+//! fails, since sending it again would put it behind commands issued after
+//! it; a compare-and-delete (a release, a clean-up) that met it, or was
+//! still unanswered, goes once more on the new connection, behind its
+//! handshake's `SCRIPT LOAD`: it deletes only its owner's keys, so running
+//! late or twice does no harm (and needs no `EVAL` right). The same goes
+//! for the compare-and-deletes still unanswered on a connection the node
+//! closed (a restart, `CLIENT KILL`, a revoked token): they go once more on
+//! the next connection, opened at once.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
@@ -42,6 +59,7 @@ use std::time::{Duration, Instant};
 use bytes::BytesMut;
 use redis::{ErrorKind, RedisConnectionInfo, ServerErrorKind, Value, ValueCodec};
 use tokio::net::TcpStream;
+use tokio::runtime::Handle;
 use tokio::sync::{oneshot, watch, Notify};
 use tokio::task::AbortHandle;
 // The redis crate's reply parser (`ValueCodec`) is public but doc-hidden in
@@ -68,9 +86,13 @@ pub use subscriber::Subscriber;
 
 const FIRST_BACKOFF: Duration = Duration::from_millis(50);
 const MAX_BACKOFF: Duration = Duration::from_secs(2);
-/// The shortest wait for a reply before a connection counts as stalled:
-/// long enough for a node slowed by a big command or a fork.
+/// The shortest wait for a reply before a node counts as stalled: long
+/// enough for a node slowed by a big command or a fork.
 const MIN_STALL: Duration = Duration::from_secs(2);
+/// How long the oldest command of a stalled node may wait before its
+/// connection is dropped: far longer than a pause that should cost nothing
+/// but votes, and short enough to notice a peer that is gone.
+const DROP_AFTER: Duration = Duration::from_secs(30);
 
 enum Phase {
   Idle,
@@ -100,12 +122,15 @@ struct State {
   backoff: Duration,
 }
 
-/// Whether a command to a node in backoff fails at once (every vote) or
-/// connects again now (a probe).
+/// What a command is to its node, which decides whether it waits.
 #[derive(Clone, Copy, PartialEq)]
-enum Backoff {
-  Respect,
-  Skip,
+enum Sending {
+  /// Fails at once when the node is in backoff or stalled.
+  Vote,
+  /// Follows earlier commands: queued while the node is stalled.
+  FollowUp,
+  /// Tells whether the node answers now: connects again even in backoff.
+  Probe,
 }
 
 /// What ends a connection leads to.
@@ -122,11 +147,14 @@ struct Shared {
   label: Arc<str>,
   settings: RedisConnectionInfo,
   connect_timeout: Duration,
+  /// How late a reply may be before the node counts as stalled.
   stall_after: Duration,
   /// Every command counts as work under way until its node answers it.
   work: Arc<Tracker>,
+  /// The runtime the connection tasks run on: the one of the first command,
+  /// so that a command issued from outside it later can still connect.
+  runtime: OnceLock<Handle>,
   state: Mutex<State>,
-  tls: OnceLock<Arc<rustls::ClientConfig>>,
   /// When the node started, in ms after `epoch()`, if it keeps no durable
   /// data; 0 when it does. Read on every vote, hence an atomic.
   volatile_since_ms: AtomicU64,
@@ -147,15 +175,16 @@ pub struct NodeStatus {
 }
 
 /// A cheap handle to one node's connection. Issuing a command may start
-/// connecting, so it must happen within a Tokio runtime context.
+/// connecting, on the runtime of the first command issued: that one must
+/// be issued within a Tokio runtime context, or it fails.
 #[derive(Clone)]
 pub struct NodeClient {
   shared: Arc<Shared>,
 }
 
 impl NodeClient {
-  /// A client that connects on first use; a connection whose replies stall
-  /// for four command timeouts (two seconds at least) is dropped.
+  /// A client that connects on first use; its node counts as stalled once
+  /// a reply is four command timeouts (two seconds at least) late.
   pub fn new(
     node: NodeConfig,
     connect_timeout: Duration,
@@ -176,12 +205,12 @@ impl NodeClient {
         connect_timeout,
         stall_after: (command_timeout * 4).max(MIN_STALL),
         work,
+        runtime: OnceLock::new(),
         state: Mutex::new(State {
           phase: Phase::Idle,
           queue: Queue::new(Instant::now()),
           backoff: Duration::ZERO,
         }),
-        tls: OnceLock::new(),
         volatile_since_ms: AtomicU64::new(0),
         status: Mutex::new(NodeStatus::default()),
       }),
@@ -210,13 +239,24 @@ impl NodeClient {
 
   /// Queues one encoded command behind every command issued before it and
   /// returns its reply. Dropping the reply gives up waiting, not the command.
+  /// Fails at once while the node is stalled.
   pub fn issue(&self, packed: &[u8]) -> Answer {
-    self.answer(packed, Backoff::Respect)
+    self.answer(packed, None, Sending::Vote)
   }
 
-  /// Queues one encoded command whose reply nobody awaits.
-  pub fn send(&self, packed: &[u8]) {
-    let _ = self.shared.push(packed, None, Backoff::Respect);
+  /// `issue` for a command that must follow the ones before it (a
+  /// compare-and-delete): queued while the node is stalled too. A
+  /// `repeatable` command that meets `NOSCRIPT` is sent once more, on the
+  /// connection that loads the scripts again.
+  pub fn follow_up(&self, packed: &Arc<[u8]>, repeatable: bool) -> Answer {
+    let again = repeatable.then(|| packed.clone());
+    self.answer(packed, again, Sending::FollowUp)
+  }
+
+  /// `follow_up` without waiting for the reply.
+  pub fn send(&self, packed: &Arc<[u8]>, repeatable: bool) {
+    let again = repeatable.then(|| packed.clone());
+    let _ = self.shared.push(packed, None, again, Sending::FollowUp);
   }
 
   /// Sends one request and returns the node's reply, or why there is none.
@@ -228,12 +268,12 @@ impl NodeClient {
   /// `query` for a probe that must tell whether the node answers now: a
   /// node in backoff is connected to again at once.
   pub fn probe(&self, request: &Request) -> Answer {
-    self.answer(&request.cmd.get_packed_command(), Backoff::Skip)
+    self.answer(&request.cmd.get_packed_command(), None, Sending::Probe)
   }
 
-  fn answer(&self, packed: &[u8], backoff: Backoff) -> Answer {
+  fn answer(&self, packed: &[u8], again: Option<Arc<[u8]>>, sending: Sending) -> Answer {
     let (reply, answer) = oneshot::channel();
-    match self.shared.push(packed, Some(reply), backoff) {
+    match self.shared.push(packed, Some(reply), again, sending) {
       Ok(()) => Answer::reply(answer),
       Err(message) => Answer::failed(message),
     }
@@ -244,7 +284,7 @@ impl NodeClient {
   pub async fn subscribe_connection(&self) -> Result<Subscriber, String> {
     let shared = &self.shared;
     let opened = tokio::time::timeout(shared.connect_timeout, async {
-      let tls = shared.tls()?;
+      let tls = shared.tls().await?;
       let (stream, (settings, issued)) =
         tokio::try_join!(socket::open(&shared.node, tls), shared.credentials())?;
       match (&shared.node.credentials, issued) {
@@ -300,49 +340,81 @@ impl Shared {
     Ok((settings, Some(issued)))
   }
 
-  /// The TLS configuration when the node asks for TLS, loaded on first use.
-  fn tls(&self) -> Result<Option<Arc<rustls::ClientConfig>>, String> {
-    if !self.node.tls {
-      return Ok(None);
+  /// The TLS configuration when the node asks for TLS.
+  async fn tls(&self) -> Result<Option<Arc<rustls::ClientConfig>>, String> {
+    match self.node.tls {
+      true => socket::tls_config().await.map(Some),
+      false => Ok(None),
     }
-    if let Some(config) = self.tls.get() {
-      return Ok(Some(config.clone()));
-    }
-    let config = socket::tls_config()?;
-    Ok(Some(self.tls.get_or_init(|| config).clone()))
   }
 
   fn push(
     self: &Arc<Self>,
     packed: &[u8],
     reply: Option<oneshot::Sender<Answered>>,
-    backoff: Backoff,
+    again: Option<Arc<[u8]>>,
+    sending: Sending,
   ) -> Result<(), String> {
     let now = Instant::now();
     let mut state = self.lock();
+    if state.queue.is_full(packed.len()) {
+      let backlog = state.queue.backlog();
+      return Err(format!(
+        "{backlog} commands already wait for this node's replies: not sent"
+      ));
+    }
     match &state.phase {
       Phase::Closed => return Err("the connection is closed".into()),
-      Phase::Down { error, retry_at } if now < *retry_at && backoff == Backoff::Respect => {
+      Phase::Down { error, retry_at } if now < *retry_at && sending != Sending::Probe => {
         let wait = retry_at.saturating_duration_since(now);
         return Err(format!("{error} (reconnecting in {} ms)", wait.as_millis()));
       }
-      Phase::Idle | Phase::Down { .. } => {
-        let generation = next_generation();
-        let task = tokio::spawn(self.clone().run(generation)).abort_handle();
-        state.phase = Phase::Connecting { generation, task };
+      Phase::Idle | Phase::Down { .. } => self.connect(&mut state)?,
+      Phase::Ready(_) if sending != Sending::FollowUp => {
+        let waited = state.queue.oldest_wait(now);
+        if waited >= self.stall_after {
+          return Err(format!(
+            "no reply for {} ms, {} commands waiting: not sent until the node answers",
+            waited.as_millis(),
+            state.queue.backlog()
+          ));
+        }
       }
       Phase::Connecting { .. } | Phase::Ready(_) => {}
     }
+    let slot = Slot::new(reply, again, Tracker::track(&self.work), now);
+    self.enqueue(state, packed, slot);
+    Ok(())
+  }
+
+  /// Starts connecting in the background; fails when no runtime is known
+  /// yet and this thread is outside one.
+  fn connect(self: &Arc<Self>, state: &mut State) -> Result<(), String> {
+    let runtime = match self.runtime.get() {
+      Some(runtime) => runtime,
+      None => {
+        let current = Handle::try_current()
+          .map_err(|_| "the first command must be issued within a Tokio runtime".to_string())?;
+        self.runtime.get_or_init(|| current)
+      }
+    };
+    let generation = next_generation();
+    let task = runtime.spawn(self.clone().run(generation)).abort_handle();
+    state.phase = Phase::Connecting { generation, task };
+    Ok(())
+  }
+
+  /// Appends `slot` and its command to the queue, and writes it now when the
+  /// socket is free and idle.
+  fn enqueue(self: &Arc<Self>, mut state: MutexGuard<'_, State>, packed: &[u8], slot: Slot) {
     let idle = state.queue.is_idle();
-    state
-      .queue
-      .push(packed, Slot::new(reply, Tracker::track(&self.work)), now);
+    state.queue.push(packed, slot);
     let State { phase, queue, .. } = &mut *state;
     let Phase::Ready(live) = phase else {
-      return Ok(());
+      return;
     };
     if live.writing {
-      return Ok(());
+      return;
     }
     live.writing = true;
     match &live.direct {
@@ -357,12 +429,11 @@ impl Shared {
       }
       _ => live.wake_writer.notify_one(),
     }
-    Ok(())
   }
 
   /// Writes what the socket takes without waiting; the rest, and whatever
   /// was queued meanwhile, goes to the writer task, which keeps the role.
-  fn write_directly(&self, generation: u64, socket: &TcpStream, mut bytes: Vec<u8>) {
+  fn write_directly(self: &Arc<Self>, generation: u64, socket: &TcpStream, mut bytes: Vec<u8>) {
     let written = match socket::write_now(socket, &bytes) {
       Ok(written) => written,
       Err(error) => return self.tear_down(generation, &socket::describe(&error), Then::Idle),
@@ -374,8 +445,7 @@ impl Shared {
       return;
     }
     if written == bytes.len() && queue.out.is_empty() {
-      bytes.clear();
-      queue.out = bytes;
+      queue.recycle(bytes);
       live.writing = false;
     } else {
       bytes.drain(..written);
@@ -440,7 +510,7 @@ impl Shared {
     buffer: &mut BytesMut,
     asking: &AtomicBool,
   ) -> Result<(Stream, Option<Arc<Issued>>), String> {
-    let tls = self.tls()?;
+    let tls = self.tls().await?;
     let credentials = async {
       asking.store(true, Ordering::Relaxed);
       let credentials = self.credentials().await;
@@ -479,7 +549,7 @@ impl Shared {
       wake_writer.notify_one();
     }
     // The handshake's time is not the node's delay in answering them.
-    state.queue.progressed(Instant::now());
+    state.queue.opened(Instant::now());
     state.backoff = Duration::ZERO;
     state.phase = Phase::Ready(Live {
       generation,
@@ -492,8 +562,9 @@ impl Shared {
   }
 
   /// Reads replies and hands them to their slots, a whole read at a time,
-  /// until the connection ends; also ends it when replies stall, and
-  /// authenticates it again when its provider's credentials change.
+  /// until the connection ends; also ends it when the oldest command has
+  /// waited `DROP_AFTER`, and authenticates it again when its provider's
+  /// credentials change.
   async fn read(
     self: &Arc<Self>,
     generation: u64,
@@ -503,24 +574,30 @@ impl Shared {
     mut renewals: Option<Renewals>,
   ) -> (String, Then) {
     let mut replies = Vec::new();
-    let stall = tokio::time::sleep(self.stall_after);
+    let stall = tokio::time::sleep(DROP_AFTER);
     tokio::pin!(stall);
     loop {
+      if buffer.is_empty() && buffer.capacity() > 16 * READ_CHUNK {
+        buffer = BytesMut::with_capacity(READ_CHUNK);
+      }
       if buffer.capacity() - buffer.len() < READ_CHUNK / 4 {
         buffer.reserve(READ_CHUNK);
       }
       tokio::select! {
+        // Replies first: after a freeze of this process, the replies that
+        // came meanwhile are read before the wait is judged.
+        biased;
         read = source.read(&mut buffer) => match read {
           Ok(0) => return ("the node closed the connection".into(), Then::Idle),
           Ok(_) => {}
           Err(error) => return (socket::describe(&error), Then::Idle),
         },
         () = &mut stall => {
-          let checked = self.lock().queue.check_stall(Instant::now(), self.stall_after);
+          let checked = self.lock().queue.check_stall(Instant::now(), DROP_AFTER);
           match checked {
             Ok(next) => stall.as_mut().reset(next.into()),
             Err(()) => {
-              let ms = self.stall_after.as_millis();
+              let ms = DROP_AFTER.as_millis();
               return (format!("no reply within {ms} ms: the connection was dropped"), Then::Backoff);
             }
           }
@@ -531,10 +608,9 @@ impl Shared {
           continue;
         }
       }
-      let mut lost_scripts = false;
       loop {
         match codec.decode(&mut buffer) {
-          Ok(Some(value)) => replies.push(self.answered(value, &mut lost_scripts)),
+          Ok(Some(value)) => replies.push(value),
           Ok(None) => break,
           Err(error) => return (format!("unreadable reply: {error}"), Then::Idle),
         }
@@ -548,20 +624,73 @@ impl Shared {
           Phase::Ready(live) if live.generation == generation => {}
           _ => return ("the connection is closed".into(), Then::Idle),
         }
-        state.queue.take_answered(replies.len(), Instant::now())
+        state.queue.take_answered(replies.len())
       };
       let Some(slots) = slots else {
         return ("the node sent a reply to no command".into(), Then::Idle);
       };
-      for (slot, answered) in slots.into_iter().zip(replies.drain(..)) {
-        slot.answer(answered);
+      let mut lost_scripts = false;
+      let mut again = Vec::new();
+      for (slot, value) in slots.into_iter().zip(replies.drain(..)) {
+        match self.answered(value) {
+          Err(Lost::Scripts(_)) if slot.again.is_some() => {
+            lost_scripts = true;
+            again.push(slot);
+          }
+          Err(Lost::Scripts(message)) => {
+            lost_scripts = true;
+            slot.answer(Err(message));
+          }
+          Err(Lost::Other(message)) => slot.answer(Err(message)),
+          Ok(value) => slot.answer(Ok(value)),
+        }
       }
       if lost_scripts {
-        return (
-          "the node lost the lock's scripts (NOSCRIPT): reconnecting to load them".into(),
-          Then::Idle,
-        );
+        let reason = "the node lost the lock's scripts (NOSCRIPT): reconnecting to load them";
+        self.reopen(generation, reason, again);
+        return (reason.into(), Then::Idle);
       }
+    }
+  }
+
+  /// Ends connection `generation` and opens a new one at once, on which the
+  /// compare-and-deletes in `again` and those still unanswered go once
+  /// more, in order, once it loaded the scripts; every other command still
+  /// queued fails with `reason`.
+  fn reopen(self: &Arc<Self>, generation: u64, reason: &str, mut again: Vec<Slot>) {
+    let mut state = self.lock();
+    if !matches!(&state.phase, Phase::Ready(live) if live.generation == generation) {
+      drop(state);
+      for slot in again {
+        slot.answer(Err(reason.to_string()));
+      }
+      return;
+    }
+    self.status().last_error = Some(reason.to_string());
+    let Phase::Ready(live) = std::mem::replace(&mut state.phase, Phase::Idle) else {
+      unreachable!("checked above")
+    };
+    let mut failed = Vec::new();
+    for slot in state.queue.drain() {
+      match slot.again {
+        Some(_) => again.push(slot),
+        None => failed.push(slot),
+      }
+    }
+    if !again.is_empty() && self.connect(&mut state).is_ok() {
+      for mut slot in std::mem::take(&mut again) {
+        let Some(body) = slot.again.take() else {
+          continue;
+        };
+        state.queue.push(&body, slot);
+      }
+    }
+    drop(state);
+    for task in live.tasks {
+      task.abort();
+    }
+    for slot in failed.into_iter().chain(again) {
+      slot.answer(Err(reason.to_string()));
     }
   }
 
@@ -577,7 +706,12 @@ impl Shared {
     auth.arg(settings.password().unwrap_or_default());
     let (reply, answer) = oneshot::channel();
     if self
-      .push(&auth.get_packed_command(), Some(reply), Backoff::Respect)
+      .push(
+        &auth.get_packed_command(),
+        Some(reply),
+        None,
+        Sending::FollowUp,
+      )
       .is_err()
     {
       return;
@@ -599,12 +733,14 @@ impl Shared {
   }
 
   /// A reply as its caller sees it: an error reply becomes a (redacted) error.
-  fn answered(&self, value: Value, lost_scripts: &mut bool) -> Answered {
+  fn answered(&self, value: Value) -> Result<Value, Lost> {
     value.extract_error().map_err(|error| {
-      *lost_scripts |= error.kind() == ErrorKind::Server(ServerErrorKind::NoScript);
       let message = self.node.redact(&error.to_string());
       self.status().last_error = Some(message.clone());
-      message
+      match error.kind() {
+        ErrorKind::Server(ServerErrorKind::NoScript) => Lost::Scripts(message),
+        _ => Lost::Other(message),
+      }
     })
   }
 
@@ -618,6 +754,9 @@ impl Shared {
           return self.tear_down(generation, &socket::describe(&error), Then::Idle);
         }
         bytes.clear();
+        if bytes.capacity() > READ_CHUNK * 16 {
+          bytes = Vec::new();
+        }
       }
     }
   }
@@ -641,9 +780,14 @@ impl Shared {
     true
   }
 
-  /// Ends connection `generation`, if it is still the node's.
-  fn tear_down(&self, generation: u64, reason: &str, then: Then) {
+  /// Ends connection `generation`, if it is still the node's. A connection
+  /// the node ended (closed, reset, unreadable) runs nothing more of what
+  /// it was sent, so its compare-and-deletes go once more on a new one.
+  fn tear_down(self: &Arc<Self>, generation: u64, reason: &str, then: Then) {
     let message = self.node.redact(reason);
+    if let Then::Idle = then {
+      return self.reopen(generation, &message, Vec::new());
+    }
     let mut state = self.lock();
     let current = match &state.phase {
       Phase::Connecting {
@@ -713,6 +857,12 @@ impl Shared {
   }
 }
 
+/// An error reply: `NOSCRIPT`, or any other.
+enum Lost {
+  Scripts(String),
+  Other(String),
+}
+
 /// The provider's credentials as one open connection follows them: the
 /// version it authenticated with, and the latest.
 struct Renewals {
@@ -763,7 +913,7 @@ fn with_credentials(
 /// unwinding from a panic, which would otherwise leave the node
 /// "connecting" forever.
 struct Ended<'a> {
-  shared: &'a Shared,
+  shared: &'a Arc<Shared>,
   generation: u64,
   reason: String,
   then: Then,
@@ -804,7 +954,34 @@ fn next_generation() -> u64 {
 
 #[cfg(test)]
 mod tests {
+  use futures_util::FutureExt;
+
   use super::*;
+
+  #[test]
+  fn connections_start_on_the_runtime_of_the_first_command() {
+    let node = NodeConfig::endpoint("127.0.0.1", 1).unwrap();
+    let timeout = Duration::from_millis(100);
+    let client = NodeClient::new(node, timeout, timeout, Arc::default()).unwrap();
+    let outside = client.issue(b"PING\r\n").now_or_never();
+    assert!(
+      matches!(&outside, Some(Err(message)) if message.contains("Tokio runtime")),
+      "{outside:?}"
+    );
+    let runtime = tokio::runtime::Builder::new_current_thread()
+      .enable_all()
+      .build()
+      .unwrap();
+    let first = runtime.block_on(async { client.issue(b"PING\r\n").await });
+    assert!(first.is_err(), "nothing listens on port 1");
+    // Outside the runtime again: a reconnect spawns on the one remembered.
+    let later = client.probe(&Request::new(redis::cmd("PING")));
+    let answered = runtime.block_on(later);
+    assert!(
+      matches!(&answered, Err(message) if !message.contains("Tokio runtime")),
+      "{answered:?}"
+    );
+  }
 
   #[test]
   fn backoff_grows_with_jitter_between_its_bounds() {

@@ -8,6 +8,7 @@
 use std::future::{poll_fn, Future};
 use std::pin::{pin, Pin};
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::task::Poll;
 use std::time::{Duration, Instant};
 
@@ -45,13 +46,28 @@ pub struct Issued {
   answers: Vec<Option<Answer>>,
 }
 
-/// Queues `request` on every node, now.
+/// Queues `request` on every node, now; a node that is stalled fails it
+/// at once.
 pub fn issue(nodes: &[NodeClient], request: &Request) -> Issued {
   let at = Instant::now();
   let packed = request.cmd.get_packed_command();
   Issued {
     at,
     answers: nodes.iter().map(|node| Some(node.issue(&packed))).collect(),
+  }
+}
+
+/// Queues `request`, which must follow the commands issued before it (a
+/// release), on every node, now, a stalled one too.
+pub fn issue_follow_up(nodes: &[NodeClient], request: &Request) -> Issued {
+  let at = Instant::now();
+  let packed: Arc<[u8]> = request.cmd.get_packed_command().into();
+  Issued {
+    at,
+    answers: nodes
+      .iter()
+      .map(|node| Some(node.follow_up(&packed, request.repeatable)))
+      .collect(),
   }
 }
 

@@ -324,11 +324,9 @@ impl Engine {
     let inner = self.inner.clone();
     let begun = InFlight::enter(&inner).map(|in_flight| {
       let call = inner.observer.call();
-      let release = inner
-        .registry()
-        .remove(id)
-        .map(|lock| inner.begin_release(lock));
-      (in_flight, call, release)
+      // The registry is not held while the release is written.
+      let held = inner.registry().remove(id);
+      (in_flight, call, held.map(|lock| inner.begin_release(lock)))
     });
     async move {
       match begun {
@@ -487,7 +485,7 @@ impl Inner {
           };
           let registered = self.register(lock);
           if registered.is_none() {
-            self.clean_up_attempt(&plan.keys, &attempt).await;
+            self.clean_up_attempt(&plan, &attempt).await;
           }
           let (token, fencing_token) = (attempt.token.to_string(), attempt.fencing_token);
           decided.votes = Some(attempt.into_deciding());
@@ -508,7 +506,7 @@ impl Inner {
           }));
         }
       }
-      self.clean_up_attempt(&plan.keys, &attempt).await;
+      self.clean_up_attempt(&plan, &attempt).await;
       let votes = decided.votes.insert(attempt.into_deciding());
       let retries_left = match options.retry.retries {
         Retries::Unlimited => true,
@@ -529,7 +527,11 @@ impl Inner {
           let wait = self.wait_for_release(&mut waiting, &plan.keys, deadline);
           self.interruptible(wait, cancel.clone()).await?
         }
-        _ => self.pause(options.retry, cancel.clone()).await?,
+        _ => {
+          self
+            .pause(options.retry, plan.deadline, cancel.clone())
+            .await?
+        }
       }
     }
   }

@@ -7,6 +7,18 @@ use redis::{Cmd, Script};
 /// One command for every node.
 pub struct Request {
   pub cmd: Cmd,
+  /// Whether the command may run late or twice (a compare-and-delete), and
+  /// so be sent again to a node that lost its script.
+  pub repeatable: bool,
+}
+
+impl Request {
+  pub fn new(cmd: Cmd) -> Self {
+    Request {
+      cmd,
+      repeatable: false,
+    }
+  }
 }
 
 const ACQUIRE_ALL: &str = include_str!("scripts/acquire_all.lua");
@@ -67,7 +79,7 @@ impl Scripts {
       [key] => {
         let mut cmd = redis::cmd("SET");
         cmd.arg(key).arg(value).arg("NX").arg("PX").arg(ttl_ms);
-        Request { cmd }
+        Request::new(cmd)
       }
       _ => evalsha(&self.acquire_all, keys, &[value, &ttl_ms.to_string()]),
     }
@@ -107,20 +119,28 @@ impl Scripts {
 
   /// Deletes the owner's keys and wakes their waiters.
   pub fn release(&self, keys: &[String], value: &str) -> Request {
-    evalsha(&self.release, keys, &[value, "1"])
+    compare_and_delete(&self.release, keys, &[value, "1"])
   }
 
   /// The release of an attempt that failed: the same deletes, announced to
   /// no waiter.
   pub fn clean_up(&self, keys: &[String], value: &str) -> Request {
-    evalsha(&self.release, keys, &[value, "0"])
+    compare_and_delete(&self.release, keys, &[value, "0"])
   }
 }
 
 fn evalsha(hash: &str, keys: &[impl redis::ToRedisArgs], args: &[&str]) -> Request {
   let mut cmd = redis::cmd("EVALSHA");
   cmd.arg(hash).arg(keys.len()).arg(keys).arg(args);
-  Request { cmd }
+  Request::new(cmd)
+}
+
+/// The release script, which deletes only the owner's keys: it may run late
+/// or twice.
+fn compare_and_delete(hash: &str, keys: &[String], args: &[&str]) -> Request {
+  let mut request = evalsha(hash, keys, args);
+  request.repeatable = true;
+  request
 }
 
 #[cfg(test)]
@@ -161,6 +181,17 @@ mod tests {
     };
     assert_eq!(last(scripts.release(&keys, "v")), b"1");
     assert_eq!(last(scripts.clean_up(&keys, "v")), b"0");
+  }
+
+  #[test]
+  fn only_compare_and_deletes_may_be_sent_again() {
+    let scripts = Scripts::default();
+    let keys = ["redlock:a".to_string(), "redlock:b".to_string()];
+    assert!(scripts.release(&keys, "v").repeatable);
+    assert!(scripts.clean_up(&keys, "v").repeatable);
+    assert!(!scripts.extend(&keys, "v", 100).repeatable);
+    assert!(!scripts.acquire(&keys, "v", 100).repeatable);
+    assert!(!scripts.acquire(&keys[..1], "v", 100).repeatable);
   }
 
   #[test]

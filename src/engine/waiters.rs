@@ -9,10 +9,19 @@
 //! leaving only change the map of waiters and tell the tasks, so nothing
 //! holds a lock while a node is asked anything. Every `SUBSCRIBE` and
 //! `UNSUBSCRIBE` is bounded by the command timeout; a subscription that
-//! fails one, or drops, is opened again with backoff and jitter while keys
-//! have waiters; once it is back, one waiter of each key is woken to try
-//! again, since a release may have been published while it was down.
-//! `close` stops the tasks at once, whatever the nodes do.
+//! times out, or drops, is opened again with backoff and jitter while keys
+//! have waiters (the backoff starts over only once one has lasted a while,
+//! so a node that drops every connection is not hammered); once it is
+//! back, one waiter of each key is woken to try again, since a release may
+//! have been published while it was down. A node that refuses `SUBSCRIBE`
+//! (a user without channel rights) will not announce releases: its
+//! connection is kept and the node is asked again only after
+//! `REFUSED_PAUSE`, and its waiters rely on the holder's TTL there.
+//! A subscription that has waiters is pinged every `PING_EVERY` (within
+//! the command timeout), so one that died silently (a NAT or load balancer
+//! that dropped it, a black-holed node) is noticed and opened again, and
+//! its waiters are woken, instead of sleeping until their holders' leases
+//! end. `close` stops the tasks at once, whatever the nodes do.
 //!
 //! A subscription connection is authenticated as the node's command
 //! connection is: with credentials from a provider it authenticates again in
@@ -29,6 +38,15 @@ use tokio::task::AbortHandle;
 
 use super::connection::{next_backoff, NodeClient, Subscriber};
 use super::lifecycle::Lifecycle;
+
+/// How long a node that refused `SUBSCRIBE` is left alone.
+const REFUSED_PAUSE: Duration = Duration::from_secs(60);
+/// How long a subscription must have lasted for its loss to start the
+/// backoff over.
+const STEADY: Duration = Duration::from_secs(10);
+/// How often a subscription with waiters is asked whether it still works:
+/// well within the idle timeouts of NATs and load balancers.
+const PING_EVERY: Duration = Duration::from_secs(15);
 
 /// The waiters of one key.
 struct Channel {
@@ -199,6 +217,7 @@ async fn serve(shared: Arc<Shared>, node: usize, mut changes: mpsc::UnboundedRec
     backoff: Duration::ZERO,
     retry_at: Instant::now(),
     was_lost: false,
+    refused_until: None,
   };
   loop {
     let first = tokio::select! {
@@ -207,8 +226,13 @@ async fn serve(shared: Arc<Shared>, node: usize, mut changes: mpsc::UnboundedRec
         None => return,
       },
       due = link.next_event(&shared) => {
-        if due {
-          link.reconnect(&shared).await;
+        match due {
+          Due::Nothing => {}
+          Due::Reconnect => link.reconnect(&shared).await,
+          Due::Subscribe => {
+            let wanted = shared.channels().keys().cloned().collect();
+            link.apply(&shared, wanted, HashSet::new()).await;
+          }
         }
         continue;
       }
@@ -241,28 +265,72 @@ struct Link {
   /// Whether the keys went without a subscription (one was lost, or failed
   /// to open) since the last one opened.
   was_lost: bool,
+  /// Until when not to subscribe, after the node refused it.
+  refused_until: Option<Instant>,
 }
 
 struct Subscription {
   subscriber: Subscriber,
   subscribed: HashSet<String>,
+  opened_at: Instant,
+  ping_at: Instant,
+}
+
+/// What a node's task does after an event.
+enum Due {
+  Nothing,
+  Reconnect,
+  /// The pause after a refused `SUBSCRIBE` is over.
+  Subscribe,
 }
 
 impl Link {
-  /// Handles the next message; `true` when the subscription is lost, keys
-  /// have waiters and opening it again is due.
-  async fn next_event(&mut self, shared: &Shared) -> bool {
+  /// Handles the next message, or tells what is due: opening a lost
+  /// subscription again while keys have waiters, or asking a node that
+  /// refused to subscribe once more.
+  async fn next_event(&mut self, shared: &Shared) -> Due {
+    let refused_until = self.refused_until;
+    let waited_on = !shared.channels().is_empty();
     match &mut self.subscription {
       Some(live) => {
-        match live.subscriber.next_message().await {
-          Some(channel) => shared.wake(&channel),
-          None => self.lost(),
+        let pause_over = async {
+          match refused_until {
+            Some(until) => tokio::time::sleep_until(until.into()).await,
+            None => std::future::pending().await,
+          }
+        };
+        let ping_due = async {
+          match waited_on {
+            true => tokio::time::sleep_until(live.ping_at.into()).await,
+            false => std::future::pending().await,
+          }
+        };
+        tokio::select! {
+          message = live.subscriber.next_message() => {
+            match message {
+              Some(channel) => shared.wake(&channel),
+              None => self.lost(),
+            }
+            Due::Nothing
+          }
+          () = pause_over => {
+            self.refused_until = None;
+            Due::Subscribe
+          }
+          () = ping_due => {
+            match tokio::time::timeout(shared.timeout, live.subscriber.ping()).await {
+              // An error reply (a user without PING) is an answer too.
+              Ok(Ok(())) => live.ping_at = Instant::now() + PING_EVERY,
+              Ok(Err(error)) if error.code().is_some() => live.ping_at = Instant::now() + PING_EVERY,
+              _ => self.lost(),
+            }
+            Due::Nothing
+          }
         }
-        false
       }
       None if !shared.channels().is_empty() => {
         tokio::time::sleep_until(self.retry_at.into()).await;
-        true
+        Due::Reconnect
       }
       None => std::future::pending().await,
     }
@@ -276,20 +344,31 @@ impl Link {
       }
       return;
     };
+    let refused = self.refused_until.is_some();
     let (add, remove) = {
       let channels = shared.channels();
       let add = joined
         .into_iter()
-        .filter(|key| channels.contains_key(key) && !live.subscribed.contains(key));
+        .filter(|key| !refused && channels.contains_key(key) && !live.subscribed.contains(key));
       let remove = left
         .into_iter()
         .filter(|key| !channels.contains_key(key) && live.subscribed.contains(key));
-      (add.collect(), remove.collect())
+      (add.collect::<Vec<_>>(), remove.collect::<Vec<_>>())
     };
+    if add.is_empty() && remove.is_empty() {
+      return;
+    }
     match tokio::time::timeout(shared.timeout, live.change(add, remove)).await {
-      Ok(Ok(())) => self.backoff = Duration::ZERO,
+      Ok(Ok(())) => {}
+      Ok(Err(error)) if error.code().is_some() => self.refused(),
       _ => self.lost(),
     }
+  }
+
+  /// The node answered `SUBSCRIBE` with an error: it will not announce
+  /// releases for a while, and the connection stays as it is.
+  fn refused(&mut self) {
+    self.refused_until = Some(Instant::now() + REFUSED_PAUSE);
   }
 
   /// Opens the subscription (within the connect timeout) and subscribes
@@ -303,25 +382,36 @@ impl Link {
     let mut live = Subscription {
       subscriber,
       subscribed: HashSet::new(),
+      opened_at: Instant::now(),
+      ping_at: Instant::now() + PING_EVERY,
     };
     let wanted = shared.channels().keys().cloned().collect();
-    match tokio::time::timeout(shared.timeout, live.change(wanted, Vec::new())).await {
-      Ok(Ok(())) => {
-        if std::mem::take(&mut self.was_lost) {
-          for key in &live.subscribed {
-            shared.wake(key);
-          }
-        }
-        self.subscription = Some(live);
-        self.backoff = Duration::ZERO;
-      }
-      _ => self.lost(),
+    let subscribed = match self.refused_until {
+      Some(_) => Ok(Ok(())),
+      None => tokio::time::timeout(shared.timeout, live.change(wanted, Vec::new())).await,
+    };
+    match subscribed {
+      Ok(Ok(())) => {}
+      Ok(Err(error)) if error.code().is_some() => self.refused(),
+      _ => return self.lost(),
     }
+    if std::mem::take(&mut self.was_lost) {
+      for key in &live.subscribed {
+        shared.wake(key);
+      }
+    }
+    self.subscription = Some(live);
   }
 
   fn lost(&mut self) {
     self.was_lost = true;
-    self.subscription = None;
+    let steady = self
+      .subscription
+      .take()
+      .is_some_and(|live| live.opened_at.elapsed() >= STEADY);
+    if steady {
+      self.backoff = Duration::ZERO;
+    }
     self.backoff = next_backoff(self.backoff);
     self.retry_at = Instant::now() + self.backoff;
   }

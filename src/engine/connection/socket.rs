@@ -5,10 +5,14 @@
 //!
 //! A plain socket is written with non-blocking `try_write` calls, so any
 //! thread can hand it bytes without waiting; TLS must encrypt on one side,
-//! so its writes go through the writer task.
+//! so its writes go through the writer task. Every socket has TCP
+//! keepalive on, so a peer that is gone without a word (a host down, a NAT
+//! or load balancer that forgot the connection) is noticed while the
+//! connection is idle, a subscription's above all.
 
 use std::io;
 use std::sync::Arc;
+use std::time::Duration;
 
 use bytes::BytesMut;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadHalf, WriteHalf};
@@ -17,6 +21,12 @@ use tokio_rustls::client::TlsStream;
 use tokio_rustls::TlsConnector;
 
 use crate::engine::node::NodeConfig;
+
+/// How long a connection is idle before the kernel probes its peer, and
+/// the time between probes: a peer that is gone is noticed within about a
+/// minute on Linux (nine probes).
+const KEEPALIVE_IDLE: Duration = Duration::from_secs(15);
+const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(5);
 
 /// An open stream to a node.
 pub(super) enum Stream {
@@ -34,6 +44,12 @@ pub(super) async fn open(
     .map_err(|error| describe(&error))?;
   // Commands are small and each waits for its reply: never hold one back.
   socket.set_nodelay(true).map_err(|error| describe(&error))?;
+  let keepalive = socket2::TcpKeepalive::new()
+    .with_time(KEEPALIVE_IDLE)
+    .with_interval(KEEPALIVE_INTERVAL);
+  socket2::SockRef::from(&socket)
+    .set_tcp_keepalive(&keepalive)
+    .map_err(|error| describe(&error))?;
   let Some(config) = tls else {
     return Ok(Stream::Plain(socket));
   };
@@ -46,10 +62,27 @@ pub(super) async fn open(
   Ok(Stream::Tls(Box::new(stream)))
 }
 
-/// The client configuration for TLS: the system's roots, as the redis crate
-/// loads them (`SSL_CERT_FILE` and `SSL_CERT_DIR` name a private CA). Any
-/// root that fails to load fails the connection, as it does there.
-pub(super) fn tls_config() -> Result<Arc<rustls::ClientConfig>, String> {
+/// The client configuration for TLS, loaded once for the process on a
+/// blocking thread: reading the system's store takes a while, and must not
+/// hold up the I/O thread. A failed load is tried again by the next
+/// connection.
+pub(super) async fn tls_config() -> Result<Arc<rustls::ClientConfig>, String> {
+  static LOADED: tokio::sync::OnceCell<Arc<rustls::ClientConfig>> =
+    tokio::sync::OnceCell::const_new();
+  let loaded = LOADED
+    .get_or_try_init(|| async {
+      tokio::task::spawn_blocking(load_tls_config)
+        .await
+        .map_err(|error| format!("the trusted roots could not be loaded: {error}"))?
+    })
+    .await?;
+  Ok(loaded.clone())
+}
+
+/// The system's roots, as the redis crate loads them (`SSL_CERT_FILE` and
+/// `SSL_CERT_DIR` name a private CA). Any root that fails to load fails the
+/// connection, as it does there.
+fn load_tls_config() -> Result<Arc<rustls::ClientConfig>, String> {
   let loaded = rustls_native_certs::load_native_certs();
   if let Some(error) = loaded.errors.first() {
     return Err(format!("the trusted roots could not be loaded: {error}"));
@@ -170,5 +203,17 @@ pub(super) fn describe(error: &io::Error) -> String {
     io::ErrorKind::ConnectionReset => format!("connection reset by the node ({error})"),
     io::ErrorKind::BrokenPipe => format!("connection broken ({error})"),
     _ => error.to_string(),
+  }
+}
+
+#[cfg(test)]
+mod tests {
+  use super::*;
+
+  #[tokio::test]
+  async fn the_trusted_roots_are_loaded_once_for_the_process() {
+    let first = tls_config().await.expect("the system's roots load");
+    let second = tls_config().await.expect("the system's roots load");
+    assert!(Arc::ptr_eq(&first, &second));
   }
 }

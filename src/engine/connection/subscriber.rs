@@ -112,6 +112,18 @@ impl Subscriber {
     }
   }
 
+  /// Whether the node still answers on this connection (`PING`, which a
+  /// subscribed RESP2 connection allows too).
+  pub async fn ping(&mut self) -> RedisResult<()> {
+    match self {
+      Subscriber::Fixed { sink, .. } => sink.ping::<Value>().await.map(drop),
+      Subscriber::Renewed { connection, .. } => redis::cmd("PING")
+        .query_async::<Value>(connection)
+        .await
+        .map(drop),
+    }
+  }
+
   /// The channel of the next message; `None` once the connection is lost.
   pub async fn next_message(&mut self) -> Option<String> {
     match self {

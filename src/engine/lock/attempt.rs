@@ -26,6 +26,21 @@ pub(super) struct Plan {
   pub quarantine: Option<Duration>,
 }
 
+impl Plan {
+  /// How long a wait begun at `from` may last: one command timeout, and
+  /// with `wait_ms` never past the deadline plus one command timeout, the
+  /// bound of the whole call.
+  pub fn wait_from(&self, from: Instant) -> Duration {
+    match self.deadline {
+      Some(deadline) => {
+        let end = deadline + self.timeout;
+        self.timeout.min(end.saturating_duration_since(from))
+      }
+      None => self.timeout,
+    }
+  }
+}
+
 /// An attempt whose write is on its way to every node.
 pub(super) struct Begun {
   token: Arc<str>,
@@ -93,7 +108,8 @@ impl Inner {
       start,
       written,
     } = begun;
-    let (nodes, timeout, quarantine) = (&self.nodes, plan.timeout, plan.quarantine);
+    let (nodes, quarantine) = (&self.nodes, plan.quarantine);
+    let timeout = plan.wait_from(start);
     let (written, raised, fencing_token) = match &plan.fences {
       None => (
         self.noted(tally(nodes, written, timeout, quarantine, acquire_vote).await),
@@ -113,7 +129,7 @@ impl Inner {
             tally(
               nodes,
               issue(nodes, &request),
-              timeout,
+              plan.wait_from(Instant::now()),
               quarantine,
               script_vote(1),
             )
@@ -136,34 +152,33 @@ impl Inner {
   }
 
   /// Removes what a failed attempt wrote, quietly: nothing was held, so no
-  /// waiter is woken (the caller itself among them).
-  pub(super) async fn clean_up_attempt(&self, keys: &[String], attempt: &Attempt) {
-    let request = self.scripts.clean_up(keys, &attempt.value);
-    self.delete(&request, &attempt.written.replies).await;
+  /// waiter is woken (the caller itself among them). Waits for the nodes
+  /// that granted within the call's bound.
+  pub(super) async fn clean_up_attempt(&self, plan: &Plan, attempt: &Attempt) {
+    let request = self.scripts.clean_up(&plan.keys, &attempt.value);
+    let wait = plan.wait_from(Instant::now());
+    self.delete(&request, &attempt.written.replies, wait).await;
   }
 
   /// Sends `request`, a compare-and-delete of this owner's keys, wherever
   /// they may have been written. Nodes that granted are cleaned before
-  /// returning, so a retry is never blocked by its own key; nodes that
-  /// failed or had not answered are sent the delete without waiting, so a
-  /// stuck node does not delay the caller. Each delete follows the write on
-  /// its node's connection, whenever that write lands.
-  pub(super) async fn delete(&self, request: &Request, replies: &[Reply]) {
-    let packed = request.cmd.get_packed_command();
+  /// returning (for `wait` at most), so a retry is never blocked by its own
+  /// key; nodes that failed or had not answered are sent the delete without
+  /// waiting, so a stuck node does not delay the caller. Each delete follows
+  /// the write on its node's connection, whenever that write lands, a
+  /// stalled node's too.
+  pub(super) async fn delete(&self, request: &Request, replies: &[Reply], wait: Duration) {
+    let packed: Arc<[u8]> = request.cmd.get_packed_command().into();
     let mut granted = Vec::new();
     for (node, reply) in self.nodes.iter().zip(replies) {
       match reply {
         Reply::Refused => {}
-        Reply::Granted => granted.push(node.issue(&packed)),
-        Reply::Pending | Reply::Failed(_) => node.send(&packed),
+        Reply::Granted => granted.push(node.follow_up(&packed, request.repeatable)),
+        Reply::Pending | Reply::Failed(_) => node.send(&packed, request.repeatable),
       }
     }
     if !granted.is_empty() {
-      let _ = tokio::time::timeout(
-        self.config.command_timeout,
-        futures_util::future::join_all(granted),
-      )
-      .await;
+      let _ = tokio::time::timeout(wait, futures_util::future::join_all(granted)).await;
     }
   }
 }

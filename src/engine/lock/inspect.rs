@@ -331,7 +331,7 @@ fn request(args: &[&str]) -> Request {
   for arg in &args[1..] {
     cmd.arg(*arg);
   }
-  Request { cmd }
+  Request::new(cmd)
 }
 
 /// What a node that answered tells of itself now. A node that refuses
@@ -377,8 +377,7 @@ async fn count_lock_keys(node: &NodeClient, prefix: &str, step: Duration) -> Res
       .arg("COUNT")
       .arg(1000);
     let left = deadline.saturating_duration_since(Instant::now());
-    let reply = match tokio::time::timeout(step.min(left), node.query(&Request { cmd: scan })).await
-    {
+    let reply = match tokio::time::timeout(step.min(left), node.query(&Request::new(scan))).await {
       Ok(answered) => answered?,
       Err(_) if left <= step => {
         return Err(format!(

@@ -6,7 +6,7 @@
 use std::time::{Duration, Instant};
 
 use super::Inner;
-use crate::engine::fanout::{issue, script_vote, tally, Issued, Reply, Votes};
+use crate::engine::fanout::{issue, issue_follow_up, script_vote, tally, Issued, Reply, Votes};
 use crate::engine::quorum::{validity_ms, Verdict};
 use crate::engine::registry::HeldLock;
 
@@ -78,12 +78,16 @@ impl Inner {
   pub(super) async fn give_up(&self, id: u64, lock: &HeldLock, replies: &[Reply]) {
     self.registry().remove(id);
     let request = self.scripts.release(&lock.keys, &lock.value);
-    self.delete(&request, replies).await;
+    self
+      .delete(&request, replies, self.config.command_timeout)
+      .await;
   }
 
+  /// Issues the release of `lock` to every node, now: behind the lock's
+  /// writes, also on a node that is stalled.
   pub(super) fn begin_release(&self, lock: HeldLock) -> Release {
     let request = self.scripts.release(&lock.keys, &lock.value);
-    let issued = issue(&self.nodes, &request);
+    let issued = issue_follow_up(&self.nodes, &request);
     Release { lock, issued }
   }
 

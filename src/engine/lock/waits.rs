@@ -13,10 +13,12 @@ use crate::engine::scripts::Request;
 use crate::engine::waiters::Waiting;
 
 impl Inner {
-  /// Waits the retry delay plus jitter; fails at once when closed or aborted.
+  /// Waits the retry delay plus jitter, until `deadline` at the latest;
+  /// fails at once when closed or aborted.
   pub(super) async fn pause(
     &self,
     retry: RetryPolicy,
+    deadline: Option<Instant>,
     cancel: Option<watch::Receiver<bool>>,
   ) -> Result<(), LockError> {
     let jitter_ms = retry.jitter.as_millis() as u64;
@@ -25,11 +27,10 @@ impl Inner {
     } else {
       rand::random_range(0..=jitter_ms)
     };
+    let until = Instant::now() + retry.delay + Duration::from_millis(extra);
+    let until = deadline.map_or(until, |deadline| until.min(deadline));
     self
-      .interruptible(
-        tokio::time::sleep(retry.delay + Duration::from_millis(extra)),
-        cancel,
-      )
+      .interruptible(tokio::time::sleep_until(until.into()), cancel)
       .await
   }
 
@@ -69,7 +70,7 @@ impl Inner {
   async fn holder_ttl(&self, key: &str) -> Duration {
     let mut cmd = redis::cmd("PTTL");
     cmd.arg(key);
-    let request = Request { cmd };
+    let request = Request::new(cmd);
     let replies = futures_util::future::join_all(
       self
         .nodes
