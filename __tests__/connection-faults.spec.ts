@@ -62,9 +62,12 @@ describe('a node that stops answering for a while', () => {
 
   test('while it is stalled its votes fail at once, saying so, and are not queued behind the commands it has not answered', async () => {
     const lock = t.newLock({ retry_count: 0 })
+    const [, releasesBefore] = await t.cluster.calls('evalsha')
     const warm = await lock.acquire('warm', 10_000)
     assert.ok(warm)
     assert.equal(await lock.release(warm), true)
+    // Both were decided at quorum: once node 1 ran the release, it has run the SET before it, so the count below starts after it.
+    await waitFor('node 1 to run the release', async () => (await t.cluster.calls('evalsha'))[1] > releasesBefore)
     const paused = t.cluster.nodes[1]
     const [, setsBefore] = await t.cluster.calls('set')
     const handles: LockHandle[] = []
