@@ -983,6 +983,40 @@ mod tests {
     );
   }
 
+  #[tokio::test]
+  async fn a_connection_task_that_ends_abnormally_leaves_the_node_down_not_connecting() {
+    // A node that accepts connections and never answers the handshake.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let _accepting = tokio::spawn(async move {
+      let mut held = Vec::new();
+      while let Ok((socket, _)) = listener.accept().await {
+        held.push(socket);
+      }
+    });
+    let node = NodeConfig::endpoint("127.0.0.1", port).unwrap();
+    let timeout = Duration::from_secs(5);
+    let client = NodeClient::new(node, timeout, timeout, Arc::default()).unwrap();
+    let answer = client.issue(b"PING\r\n");
+    let task = match &client.shared.lock().phase {
+      Phase::Connecting { task, .. } => task.clone(),
+      _ => panic!("the first command opens a connection"),
+    };
+    // Once the task waits on the handshake, aborting it drops its future
+    // the way unwinding from a panic there does.
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    task.abort();
+    let waited = tokio::time::timeout(Duration::from_secs(1), answer).await;
+    assert!(
+      matches!(&waited, Ok(Err(_))),
+      "the queued command fails at once: {waited:?}"
+    );
+    assert!(
+      matches!(client.shared.lock().phase, Phase::Down { .. }),
+      "the node is down, to be connected to again"
+    );
+  }
+
   #[test]
   fn backoff_grows_with_jitter_between_its_bounds() {
     assert_eq!(next_backoff(Duration::ZERO), FIRST_BACKOFF);
