@@ -45,23 +45,11 @@ async function createUser(t: ClusterFixture, name: string, password: string): Pr
   }
 }
 
-/** Per node, the users of its connections other than the spec's own (the default user), sorted. */
-function clientUsers(t: ClusterFixture): Promise<string[][]> {
-  return Promise.all(t.cluster.nodes.map(async (node) => {
-    const list = (await node.redis().call('CLIENT', 'LIST')) as string
-    return list
-      .split('\n')
-      .map((line) => /\buser=(\S+)/.exec(line)?.[1])
-      .filter((user): user is string => user !== undefined && user !== 'default')
-      .sort()
-  }))
-}
-
 /** Waits until the nodes' connections (but the spec's own) run as `expected`, node by node. */
 async function waitForUsers(t: ClusterFixture, expected: string[][]): Promise<void> {
   let seen: string[][] = []
   await waitFor(`connections as ${JSON.stringify(expected)}`, async () => {
-    seen = await clientUsers(t)
+    seen = await t.cluster.clientUsers()
     return JSON.stringify(seen) === JSON.stringify(expected)
   }).catch(() => assert.fail(`the nodes' connections run as ${JSON.stringify(seen)}, expected ${JSON.stringify(expected)}`))
 }

@@ -129,17 +129,6 @@ function subscribers(t: ClusterFixture, channel: string): Promise<number[]> {
   return Promise.all(t.cluster.nodes.map(async (node) => Number(((await node.redis().call('PUBSUB', 'NUMSUB', channel)) as [string, number])[1])))
 }
 
-/** Per node, the users of its connections other than the spec's own (the default user). */
-function clientUsers(t: ClusterFixture): Promise<string[][]> {
-  return Promise.all(t.cluster.nodes.map(async (node) => {
-    const list = (await node.redis().call('CLIENT', 'LIST')) as string
-    return list
-      .split('\n')
-      .map((line) => /\buser=(\S+)/.exec(line)?.[1])
-      .filter((user): user is string => user !== undefined && user !== 'default')
-  }))
-}
-
 /** Acquires and releases short locks of `holder` one after the other until `done()`, counting what failed. */
 async function work(holder: DistributedLock, done: () => boolean): Promise<{ acquired: number; failed: string[] }> {
   const failed: string[] = []
@@ -211,7 +200,7 @@ describe('rotating credentials', () => {
     }
     const { acquired, failed } = await working
     const revokedBefore = Math.max(...service.revoked)
-    const users = await clientUsers(t)
+    const users = await t.cluster.clientUsers()
     const handover = await handOver(t, holder, lease, waiting, 'rotating')
     monitor.disconnect()
     await service.stop()
@@ -275,7 +264,7 @@ describe('rotating credentials', () => {
     assert.ok(acquired > 10, `${acquired} short locks`)
     assert.ok(handover < 1_000, `the waiter got the lock ${handover} ms after the release: woken by it, not by the lease's end`)
     assert.ok(credential.scopes.length > 0 && credential.scopes.every((scope) => scope === SCOPE), JSON.stringify(credential.scopes))
-    assert.ok((await clientUsers(t)).every((node) => node.every((user) => user === OBJECT_ID)), 'every connection runs as the object id')
+    assert.ok((await t.cluster.clientUsers()).every((node) => node.every((user) => user === OBJECT_ID)), 'every connection runs as the object id')
     for (const lock of [holder, waiter]) {
       const health = await lock.health()
       assert.ok(health.nodes.every((node) => node.answers), JSON.stringify(health.nodes))

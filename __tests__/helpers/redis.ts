@@ -238,6 +238,20 @@ export class Cluster {
     )
   }
 
+  /** Per node, the users of its connections other than the spec's own (the default user), sorted. */
+  async clientUsers(): Promise<string[][]> {
+    return Promise.all(
+      this.nodes.map(async (node) => {
+        const list = (await node.redis().call('CLIENT', 'LIST')) as string
+        return list
+          .split('\n')
+          .map((line) => /\buser=(\S+)/.exec(line)?.[1])
+          .filter((user): user is string => user !== undefined && user !== 'default')
+          .sort()
+      }),
+    )
+  }
+
   async flush(): Promise<void> {
     await Promise.all(this.nodes.map((node) => node.redis().flushall()))
   }
