@@ -214,12 +214,29 @@ function traced(channel) {
   )
 }
 
-/** An `onDecided` function that copies the decision into `context`. */
-function into(context) {
-  return (decision) => {
-    context.attempts = decision.attempts
-    context.votes = decision.votes
-  }
+/**
+ * Runs `start(onDecided)` traced on `channel` with `context`, which is told
+ * the decision, then `settled(result)` or, for a rejection, the outcome
+ * `failed(error)`.
+ */
+function trace(channel, context, start, settled, failed) {
+  return channel.tracePromise(
+    () =>
+      start((decision) => {
+        context.attempts = decision.attempts
+        context.votes = decision.votes
+      }).then(
+        (result) => {
+          settled(result)
+          return result
+        },
+        (error) => {
+          context.outcome = failed(error)
+          throw error
+        },
+      ),
+    context,
+  )
 }
 
 /** The outcome of an acquire that failed with `error`. */
@@ -336,21 +353,16 @@ class DistributedLock {
     if (!traced(channels.acquire)) return this.#acquire(resource, ttlMs, options, undefined)
     const resources = typeof resource === 'string' ? [resource] : resource
     const context = { lock: this, resources, ttlMs, attempts: 0, votes: [], outcome: undefined, handle: null, fencingToken: null }
-    return channels.acquire.tracePromise(
-      () =>
-        this.#acquire(resource, ttlMs, options, into(context)).then(
-          (handle) => {
-            context.outcome = handle === null ? 'held' : 'acquired'
-            context.handle = handle
-            context.fencingToken = handle?.fencingToken ?? null
-            return handle
-          },
-          (error) => {
-            context.outcome = failedOutcome(error)
-            throw error
-          },
-        ),
+    return trace(
+      channels.acquire,
       context,
+      (onDecided) => this.#acquire(resource, ttlMs, options, onDecided),
+      (handle) => {
+        context.outcome = handle === null ? 'held' : 'acquired'
+        context.handle = handle
+        context.fencingToken = handle?.fencingToken ?? null
+      },
+      failedOutcome,
     )
   }
 
@@ -427,19 +439,14 @@ class DistributedLock {
     this.#regate()
     if (!traced(channels.extend)) return this.#extend(handle, ttlMs, undefined)
     const context = { lock: this, handle, resources: handle?.resources, ttlMs, attempts: 0, votes: [], outcome: undefined }
-    return channels.extend.tracePromise(
-      () =>
-        this.#extend(handle, ttlMs, into(context)).then(
-          (extended) => {
-            context.outcome = extended ? 'extended' : 'lost'
-            return extended
-          },
-          (error) => {
-            context.outcome = 'error'
-            throw error
-          },
-        ),
+    return trace(
+      channels.extend,
       context,
+      (onDecided) => this.#extend(handle, ttlMs, onDecided),
+      (extended) => {
+        context.outcome = extended ? 'extended' : 'lost'
+      },
+      () => 'error',
     )
   }
 
@@ -462,19 +469,14 @@ class DistributedLock {
     this.#regate()
     if (!traced(channels.release)) return this.#release(handle, undefined)
     const context = { lock: this, handle, resources: handle?.resources, attempts: 0, votes: [], outcome: undefined }
-    return channels.release.tracePromise(
-      () =>
-        this.#release(handle, into(context)).then(
-          (released) => {
-            context.outcome = released ? 'released' : 'expired'
-            return released
-          },
-          (error) => {
-            context.outcome = 'error'
-            throw error
-          },
-        ),
+    return trace(
+      channels.release,
       context,
+      (onDecided) => this.#release(handle, onDecided),
+      (released) => {
+        context.outcome = released ? 'released' : 'expired'
+      },
+      () => 'error',
     )
   }
 
