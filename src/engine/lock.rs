@@ -17,7 +17,7 @@ use super::error::{LockError, NodeError};
 use super::fanout::{Reply, Votes};
 use super::lifecycle::Lifecycle;
 use super::observe::{Count, EventSink, Observer, Stats};
-use super::quorum::{quorum_of, validity_ms, Verdict};
+use super::quorum::{lease, quorum_of, Lease, Verdict};
 use super::registry::{HeldLock, Registry};
 use super::scripts::{fence_key, Scripts};
 use super::shape::plain;
@@ -100,15 +100,12 @@ macro_rules! call_shapes {
 pub(crate) use call_shapes;
 call_shapes!(plain);
 
-impl Validity {
-  fn from_now(ms: u64) -> Self {
-    let now = std::time::SystemTime::now()
-      .duration_since(std::time::UNIX_EPOCH)
-      .unwrap_or_default();
+impl From<Lease> for Validity {
+  fn from(lease: Lease) -> Self {
     Validity {
       // A validity never exceeds its TTL, at most 2^31 - 1 ms.
-      ms: ms.min(u64::from(u32::MAX)) as u32,
-      expires_at: (now.as_millis() as u64 + ms) as f64,
+      ms: lease.ms.min(u64::from(u32::MAX)) as u32,
+      expires_at: lease.expires_at_ms as f64,
     }
   }
 }
@@ -304,9 +301,9 @@ impl Engine {
       };
       let lock = extension.lock.clone();
       match inner.finish_extend(extension).await {
-        (Some(ms), votes) => {
+        (Some(lease), votes) => {
           inner.observer.count(Count::Extended);
-          Decided::once(Some(Validity::from_now(ms)), votes)
+          Decided::once(Some(Validity::from(lease)), votes)
         }
         (None, votes) => {
           inner.observer.count(Count::ExtensionFailed);
@@ -473,15 +470,18 @@ impl Inner {
       let attempt = self.finish_attempt(&plan, begun).await;
       let verdict = attempt.verdict();
       if verdict == Verdict::Won && !aborted() {
-        if let Some(validity_ms) =
-          validity_ms(plan.ttl_ms, attempt.start.elapsed(), config.drift_factor)
-        {
+        if let Some(lease) = lease(
+          attempt.began,
+          plan.ttl_ms,
+          Instant::now(),
+          config.drift_factor,
+        ) {
           let lock = HeldLock {
             keys: plan.keys.clone(),
             value: attempt.value.clone(),
             ttl_ms: plan.ttl_ms,
-            valid_until: Instant::now() + Duration::from_millis(validity_ms),
-            gone_at: attempt.start + Duration::from_millis(plan.ttl_ms) + config.command_timeout,
+            valid_until: lease.until,
+            gone_at: attempt.began.at + Duration::from_millis(plan.ttl_ms) + config.command_timeout,
           };
           let registered = self.register(lock);
           if registered.is_none() {
@@ -493,9 +493,9 @@ impl Inner {
             return Err(LockError::Closed);
           };
           if options.auto_extend {
-            Inner::watch(self, id, validity_ms);
+            Inner::watch(self, id, lease.ms);
           }
-          let validity = Validity::from_now(validity_ms);
+          let validity = Validity::from(lease);
           return Ok(Some(Acquired {
             id,
             value: token,

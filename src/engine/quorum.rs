@@ -1,7 +1,7 @@
 //! Quorum arithmetic: when an attempt is decided, and how long a lease is
 //! guaranteed. Pure functions, so every case is covered by unit tests.
 
-use std::time::Duration;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 /// The number of votes a decision needs: a strict majority of `nodes`.
 pub fn quorum_of(nodes: usize) -> usize {
@@ -83,6 +83,57 @@ pub fn validity_ms(ttl_ms: u64, elapsed: Duration, drift_factor: f64) -> Option<
   let left_us = ttl_us - elapsed.as_micros() as f64 - drift_us;
   let left_ms = (left_us / 1000.0).floor();
   (left_ms >= 1.0).then_some(left_ms as u64)
+}
+
+/// When an attempt or an extension was issued, on the monotonic clock and
+/// on the wall clock. Its lease ends at a fixed moment after this, on both:
+/// a lease computed from the time it is computed at would move its end
+/// later by every moment the thread waited between the decision and the
+/// computation, past the keys' expiry on the nodes.
+#[derive(Clone, Copy, Debug)]
+pub struct Began {
+  pub at: Instant,
+  epoch_ms: u64,
+}
+
+impl Began {
+  pub fn now() -> Self {
+    // The wall clock first: read before the monotonic one, it can only make
+    // the lease end earlier.
+    let epoch_ms = SystemTime::now()
+      .duration_since(UNIX_EPOCH)
+      .unwrap_or_default()
+      .as_millis() as u64;
+    Began {
+      at: Instant::now(),
+      epoch_ms,
+    }
+  }
+}
+
+/// A lease won at some moment: what was left of it then, and when it ends.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Lease {
+  /// `validity_ms` at the decision.
+  pub ms: u64,
+  /// When the guarantee ends: `began + ttl - drift`.
+  pub until: Instant,
+  /// The same moment in epoch milliseconds, rounded down.
+  pub expires_at_ms: u64,
+}
+
+/// The lease of a `ttl_ms` write issued at `began` and won at `decided`;
+/// `None` when nothing of it was left by then.
+pub fn lease(began: Began, ttl_ms: u64, decided: Instant, drift_factor: f64) -> Option<Lease> {
+  let elapsed = decided.saturating_duration_since(began.at);
+  let ms = validity_ms(ttl_ms, elapsed, drift_factor)?;
+  let ttl_us = ttl_ms as f64 * 1000.0;
+  let guaranteed = Duration::from_micros((ttl_us - (ttl_us * drift_factor + 2000.0)) as u64);
+  Some(Lease {
+    ms,
+    until: began.at + guaranteed,
+    expires_at_ms: began.epoch_ms + guaranteed.as_millis() as u64,
+  })
 }
 
 #[cfg(test)]
@@ -230,5 +281,30 @@ mod tests {
     assert_eq!(validity_ms(2, Duration::ZERO, 0.0), None);
     assert_eq!(validity_ms(1, Duration::ZERO, 0.01), None);
     assert_eq!(validity_ms(50, Duration::from_secs(1), 0.01), None);
+  }
+
+  #[test]
+  fn a_lease_ends_when_its_write_began_allows_however_late_it_is_computed() {
+    let began = Began::now();
+    let decided = began.at + Duration::from_millis(300);
+    let on_time = lease(began, 1_000, decided, 0.01).unwrap();
+    // The thread lost the CPU between the decision and the computation.
+    std::thread::sleep(Duration::from_millis(20));
+    let late = lease(began, 1_000, decided, 0.01).unwrap();
+    assert_eq!(late, on_time);
+    // 1000 - 300 - (10 + 2) left at the decision; it ends 988 ms after it began.
+    assert_eq!(late.ms, 688);
+    assert_eq!(late.until, began.at + Duration::from_millis(988));
+    assert_eq!(late.expires_at_ms, began.epoch_ms + 988);
+  }
+
+  #[test]
+  fn a_lease_decided_too_late_is_none() {
+    let began = Began::now();
+    assert_eq!(
+      lease(began, 1_000, began.at + Duration::from_millis(988), 0.01),
+      None
+    );
+    assert!(lease(began, 1_000, began.at + Duration::from_millis(987), 0.01).is_some());
   }
 }

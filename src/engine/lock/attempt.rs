@@ -10,7 +10,7 @@ use super::Inner;
 use crate::engine::fanout::{
   acquire_vote, fenced_vote, issue, script_vote, tally, Issued, Reply, Votes,
 };
-use crate::engine::quorum::Verdict;
+use crate::engine::quorum::{Began, Verdict};
 use crate::engine::scripts::Request;
 
 /// What every attempt of one acquire shares.
@@ -45,7 +45,7 @@ impl Plan {
 pub(super) struct Begun {
   token: Arc<str>,
   value: Arc<str>,
-  start: Instant,
+  began: Began,
   written: Issued,
 }
 
@@ -55,7 +55,7 @@ pub(super) struct Attempt {
   /// This owner's random token; `value` adds the metadata to it.
   pub token: Arc<str>,
   pub value: Arc<str>,
-  pub start: Instant,
+  pub began: Began,
   pub written: Votes,
   raised: Option<Votes>,
   pub fencing_token: Option<u64>,
@@ -82,7 +82,7 @@ impl Inner {
       Some(metadata) => format!("{token} {metadata}").into(),
       None => token.clone(),
     };
-    let start = Instant::now();
+    let began = Began::now();
     let request = match &plan.fences {
       None => self.scripts.acquire(&plan.keys, &value, plan.ttl_ms),
       Some(fences) => self
@@ -93,7 +93,7 @@ impl Inner {
     Begun {
       token,
       value,
-      start,
+      began,
       written,
     }
   }
@@ -105,11 +105,11 @@ impl Inner {
     let Begun {
       token,
       value,
-      start,
+      began,
       written,
     } = begun;
     let (nodes, quarantine) = (&self.nodes, plan.quarantine);
-    let timeout = plan.wait_from(start);
+    let timeout = plan.wait_from(began.at);
     let (written, raised, fencing_token) = match &plan.fences {
       None => (
         self.noted(tally(nodes, written, timeout, quarantine, acquire_vote).await),
@@ -144,7 +144,7 @@ impl Inner {
     Attempt {
       token,
       value,
-      start,
+      began,
       written,
       raised,
       fencing_token,

@@ -42,7 +42,8 @@ impl Inner {
     let Some(extension) = this.begin_extend(id, None) else {
       return;
     };
-    let (validity, votes) = this.finish_extend(extension).await;
+    let (lease, votes) = this.finish_extend(extension).await;
+    let validity = lease.map(|lease| lease.ms);
     let observer = &this.observer;
     let told = |lost: bool| {
       if observer.wants_watchdog() {

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use super::Inner;
 use crate::engine::fanout::{issue, issue_follow_up, script_vote, tally, Issued, Reply, Votes};
-use crate::engine::quorum::{validity_ms, Verdict};
+use crate::engine::quorum::{lease, Began, Lease, Verdict};
 use crate::engine::registry::HeldLock;
 
 /// An extension on its way to every node.
@@ -15,7 +15,7 @@ pub(super) struct Extension {
   id: u64,
   pub lock: HeldLock,
   ttl_ms: u64,
-  start: Instant,
+  began: Began,
   issued: Issued,
 }
 
@@ -33,24 +33,24 @@ impl Inner {
     let ttl_ms = ttl_ms.unwrap_or(lock.ttl_ms);
     self.use_ttl(ttl_ms);
     let request = self.scripts.extend(&lock.keys, &lock.value, ttl_ms);
-    let start = Instant::now();
+    let began = Began::now();
     let issued = issue(&self.nodes, &request);
     Some(Extension {
       id,
       lock,
       ttl_ms,
-      start,
+      began,
       issued,
     })
   }
 
-  /// The extension's new validity when a majority extended the lease in
-  /// time, and the votes.
-  pub(super) async fn finish_extend(&self, extension: Extension) -> (Option<u64>, Votes) {
+  /// The extension's new lease when a majority extended it in time, and
+  /// the votes.
+  pub(super) async fn finish_extend(&self, extension: Extension) -> (Option<Lease>, Votes) {
     let Extension {
       id,
       ttl_ms,
-      start,
+      began,
       issued,
       ..
     } = extension;
@@ -60,16 +60,15 @@ impl Inner {
       .min(Duration::from_millis(ttl_ms));
     let quarantine = self.quarantine();
     let votes = self.noted(tally(&self.nodes, issued, timeout, quarantine, script_vote(1)).await);
-    let validity = match votes.verdict {
-      Verdict::Won => validity_ms(ttl_ms, start.elapsed(), self.config.drift_factor),
+    let extended = match votes.verdict {
+      Verdict::Won => lease(began, ttl_ms, Instant::now(), self.config.drift_factor),
       _ => None,
     };
-    if let Some(ms) = validity {
-      let valid_until = Instant::now() + Duration::from_millis(ms);
-      let gone_at = start + Duration::from_millis(ttl_ms) + self.config.command_timeout;
-      self.registry().extend(id, valid_until, gone_at);
+    if let Some(lease) = extended {
+      let gone_at = began.at + Duration::from_millis(ttl_ms) + self.config.command_timeout;
+      self.registry().extend(id, lease.until, gone_at);
     }
-    (validity, votes)
+    (extended, votes)
   }
 
   /// The lease is lost: the lock leaves the registry, and what is left of it
