@@ -22,6 +22,24 @@ describe('acquire', () => {
     for (const pttl of await t.cluster.pttls('redlock:orders')) assert.ok(pttl > 9_000 && pttl <= 10_000, `pttl ${pttl}`)
   })
 
+  test('expiresAt comes the drift allowance before the keys expire on the nodes, after an extend too', async () => {
+    // 10000 * 0.01 + 2: what the lock keeps between its validity and the keys' own TTL.
+    const drift = 102
+    const earliestExpiry = async () =>
+      Math.min(...(await Promise.all(t.cluster.nodes.map((node) => node.redis().call('PEXPIRETIME', 'redlock:expiry') as Promise<number>))))
+    const handle = await t.lock.acquire('expiry', 10_000)
+    assert.ok(handle)
+    await t.cluster.settled('redlock:expiry', [handle.value, handle.value, handle.value])
+    const acquired = await earliestExpiry()
+    assert.ok(handle.expiresAt + drift <= acquired, `expiresAt ${handle.expiresAt} + ${drift} > ${acquired}`)
+    assert.ok(acquired - (handle.expiresAt + drift) < 1_000, `expiresAt ${handle.expiresAt} is ${acquired - handle.expiresAt} ms before the keys expire`)
+    await new Promise((resolve) => setTimeout(resolve, 20))
+    assert.equal(await t.lock.extend(handle, 10_000), true)
+    const extended = await earliestExpiry()
+    assert.ok(extended > acquired)
+    assert.ok(handle.expiresAt + drift <= extended, `expiresAt ${handle.expiresAt} + ${drift} > ${extended}`)
+  })
+
   test('uses lock_ttl_ms when no TTL is given, and a fresh value per acquisition', async () => {
     const short = t.newLock({ lock_ttl_ms: 4_000 })
     const first = await short.acquire('a')
