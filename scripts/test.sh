@@ -1,13 +1,16 @@
 #!/bin/sh
-# The whole check, as `npm test` runs it: Rust unit tests, the specs against
-# real redis-server processes (the installed package's too), the type check
-# and the lints. Fails on the first failure, and when the spec runner ran no
-# test at all.
+# The whole check, as `npm test` runs it: the type check and the lints
+# (first, so a missing linter or a formatting slip shows in a minute), Rust
+# unit tests, and the specs against real redis-server processes (the
+# installed package's too). Fails on the first failure, and when the spec
+# runner ran no test at all.
 set -eu
 cd "$(dirname "$0")/.."
 
 echo "== build the addon"
 npx napi build --platform --release --js binding.js --dts binding.d.ts
+
+sh scripts/lint.sh
 
 echo "== engine stays free of napi"
 if grep -rn "napi" src/engine; then
@@ -35,7 +38,5 @@ if [ -z "$passed" ] || [ "$passed" -eq 0 ]; then
   echo "no spec ran: check the __tests__/*.spec.ts glob" >&2
   exit 1
 fi
-
-sh scripts/lint.sh
 
 echo "$passed passed, 0 failed"
