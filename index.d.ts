@@ -297,8 +297,11 @@ export interface AcquireOptions {
    * Keep the lease alive until release: a native watchdog extends it on the
    * I/O thread, between a third and a half of its validity after each
    * extension, so a busy event loop cannot lose it. When no extension
-   * reaches a majority within the remaining validity, the handle's `signal`
-   * aborts with reason code `ERR_LOCK_LOST` and the watchdog stops.
+   * reaches a majority within the remaining validity, or a majority refuses
+   * one, the handle's `signal` aborts with reason code `ERR_LOCK_LOST` (by
+   * the end of the validity) and the watchdog stops. An `extend(ttlMs)` of
+   * your own sets the validity, a shorter one too, and the watchdog's next
+   * turn from it.
    */
   auto_extend?: boolean
   /** camelCase spelling of {@link AcquireOptions.auto_extend}. */
@@ -345,7 +348,11 @@ export declare class LockHandle {
    * resolved. Updated by a successful extend.
    */
   readonly validityMs: number
-  /** Epoch ms at which the guaranteed validity ends; updated by a successful extend. */
+  /**
+   * Epoch ms at which the guaranteed validity ends: when the winning write
+   * was issued, plus the TTL, minus the drift allowance, so never later than
+   * the keys' expiry on the nodes. Updated by a successful extend.
+   */
   readonly expiresAt: number
   /** How many attempts acquire needed. */
   readonly attempts: number

@@ -83,6 +83,48 @@ describe('lease lifecycle', () => {
     assert.equal(await t.lock.release(handle), false, 'a lost lock has nothing left to release')
   })
 
+  test('an auto-extended lease shortened by extend() is kept alive at its new length', async () => {
+    const handle = await t.lock.acquire('shortened', 3_000, { auto_extend: true })
+    assert.ok(handle)
+    assert.equal(await handle.extend(600), true)
+    // Past the shortened TTL, and before the watchdog's first turn for the acquire's 3 s.
+    await new Promise((resolve) => setTimeout(resolve, 900))
+    assert.equal(handle.signal.aborted, false)
+    assert.deepEqual(await Promise.all(t.cluster.nodes.map((node) => node.redis().get('redlock:shortened'))), [handle.value, handle.value, handle.value])
+    assert.equal(await t.lock.release(handle), true)
+  })
+
+  test('an auto-extended lease a majority refuses to extend aborts the signal at once', async () => {
+    const started = Date.now()
+    const handle = await t.lock.acquire('refused', 3_000, { auto_extend: true })
+    assert.ok(handle)
+    const aborted = once(handle.signal, 'abort')
+    await Promise.all(t.cluster.nodes.map((node) => node.redis().set('redlock:refused', 'foreign', 'PX', 10_000)))
+    await aborted
+    // The watchdog's first extension is due 1 to 1.5 s in; a refusal is final, not tried again until the lease runs out.
+    assert.ok(Date.now() - started < 2_000, `aborted ${Date.now() - started} ms after the acquire`)
+    assert.equal((handle.signal.reason as LockError).code, 'ERR_LOCK_LOST')
+  })
+
+  test('a lease whose extension is still unanswered when its validity ends aborts the signal by then', async () => {
+    // A command timeout as long as the TTL: the watchdog's extension, sent a third to a half into
+    // the lease, would be waited for until past its end.
+    const lock = t.newLock({ retry_count: 0, command_timeout_ms: 1_000 })
+    const handle = await lock.acquire('unanswered', 1_000, { auto_extend: true })
+    assert.ok(handle)
+    const aborted = once(handle.signal, 'abort').then(() => Date.now())
+    t.cluster.nodes[0].pause()
+    t.cluster.nodes[1].pause()
+    let abortedAt: number
+    try {
+      abortedAt = await aborted
+    } finally {
+      t.cluster.nodes[0].resume()
+      t.cluster.nodes[1].resume()
+    }
+    assert.ok(abortedAt <= handle.expiresAt + 100, `aborted ${abortedAt - handle.expiresAt} ms after the validity ended`)
+  })
+
   test('a failed extend aborts the signal; a normal release does not', async () => {
     const kept = await t.lock.acquire('kept', 10_000)
     assert.ok(kept)

@@ -300,15 +300,21 @@ impl Engine {
         return Decided::unasked(Ok(None));
       };
       let lock = extension.lock.clone();
-      match inner.finish_extend(extension).await {
-        (Some(lease), votes) => {
+      match inner.finish_extend(extension, None).await {
+        (Some(extended), votes) => {
           inner.observer.count(Count::Extended);
-          Decided::once(Some(Validity::from(lease)), votes)
+          // The watchdog's turn was set for the validity before, which this
+          // extension may have shortened.
+          if lock.auto_extend {
+            Inner::watch(&inner, id, extended.ms);
+          }
+          Decided::once(Some(Validity::from(extended)), votes)
         }
         (None, votes) => {
           inner.observer.count(Count::ExtensionFailed);
           inner.observer.count(Count::Lost);
-          inner.give_up(id, &lock, &votes.replies).await;
+          inner.registry().remove(id);
+          inner.give_up(&lock, &votes.replies).await;
           Decided::once(None, votes)
         }
       }
@@ -470,7 +476,7 @@ impl Inner {
       let attempt = self.finish_attempt(&plan, begun).await;
       let verdict = attempt.verdict();
       if verdict == Verdict::Won && !aborted() {
-        if let Some(lease) = lease(
+        if let Some(won) = lease(
           attempt.began,
           plan.ttl_ms,
           Instant::now(),
@@ -480,7 +486,9 @@ impl Inner {
             keys: plan.keys.clone(),
             value: attempt.value.clone(),
             ttl_ms: plan.ttl_ms,
-            valid_until: lease.until,
+            valid_until: won.until,
+            valid_since: attempt.began.at,
+            auto_extend: options.auto_extend,
             gone_at: attempt.began.at + Duration::from_millis(plan.ttl_ms) + config.command_timeout,
           };
           let registered = self.register(lock);
@@ -493,9 +501,9 @@ impl Inner {
             return Err(LockError::Closed);
           };
           if options.auto_extend {
-            Inner::watch(self, id, lease.ms);
+            Inner::watch(self, id, won.ms);
           }
-          let validity = Validity::from(lease);
+          let validity = Validity::from(won);
           return Ok(Some(Acquired {
             id,
             value: token,

@@ -20,6 +20,12 @@ pub struct HeldLock {
   pub ttl_ms: u64,
   /// When the guaranteed validity ends.
   pub valid_until: Instant,
+  /// When the write that set `valid_until` was issued. Each node keeps the
+  /// TTL of the last write it ran, so the extension issued last decides the
+  /// end, a shorter one too.
+  pub valid_since: Instant,
+  /// Whether the watchdog keeps this lease alive.
+  pub auto_extend: bool,
   /// When every node's key has expired, past any clock drift.
   pub gone_at: Instant,
 }
@@ -66,11 +72,15 @@ impl Registry {
     self.locks.remove(&id)
   }
 
-  /// Records a successful extension: the new end of the validity, and the
+  /// Records a successful extension issued at `since`: the new end of the
+  /// validity, unless an extension issued later already set one, and the
   /// time the keys are gone, if later.
-  pub fn extend(&mut self, id: u64, valid_until: Instant, gone_at: Instant) {
+  pub fn extend(&mut self, id: u64, since: Instant, valid_until: Instant, gone_at: Instant) {
     if let Some(held) = self.locks.get_mut(&id) {
-      held.valid_until = held.valid_until.max(valid_until);
+      if since >= held.valid_since {
+        held.valid_since = since;
+        held.valid_until = valid_until;
+      }
       held.gone_at = held.gone_at.max(gone_at);
     }
   }
@@ -92,6 +102,8 @@ mod tests {
       value: Arc::from("v"),
       ttl_ms: 1,
       valid_until: gone_at,
+      valid_since: gone_at,
+      auto_extend: false,
       gone_at,
     }
   }
@@ -111,6 +123,25 @@ mod tests {
       registry.locks.len()
     );
     assert!(registry.get(live).is_some(), "a live lock is never swept");
+  }
+
+  #[test]
+  fn the_extension_issued_last_sets_the_end_of_the_validity() {
+    let mut registry = Registry::default();
+    let at = Instant::now();
+    let after = |ms| at + Duration::from_millis(ms);
+    let id = registry.insert(HeldLock {
+      valid_since: at,
+      ..lock(after(30_000))
+    });
+    // A shorter extension issued later: its keys' TTL is the one the nodes keep.
+    registry.extend(id, after(10), after(2_000), after(2_500));
+    assert_eq!(registry.get(id).unwrap().valid_until, after(2_000));
+    // An extension issued before it, answered after it, changes nothing.
+    registry.extend(id, after(5), after(29_000), after(29_500));
+    assert_eq!(registry.get(id).unwrap().valid_until, after(2_000));
+    // The keys may last as long as the longest write made them.
+    assert_eq!(registry.get(id).unwrap().gone_at, after(30_000));
   }
 
   #[test]

@@ -3,7 +3,7 @@
 //! earliest one, so ten thousand leases cost one timer, not ten thousand.
 
 use std::cmp::Reverse;
-use std::collections::BinaryHeap;
+use std::collections::{BinaryHeap, HashMap};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
 use std::time::Duration;
@@ -14,11 +14,20 @@ use tokio::time::Instant;
 use super::lifecycle::Lifecycle;
 
 pub struct Schedule {
-  due: Mutex<BinaryHeap<Reverse<(Instant, u64)>>>,
+  due: Mutex<Due>,
   changed: Notify,
   running: AtomicBool,
   /// The instance's: the schedule ends when it closes.
   lifecycle: Lifecycle,
+}
+
+/// The turns in time order, and each lease's latest: a lease scheduled
+/// again (an extension that changed its validity) keeps one turn, and the
+/// earlier one is skipped when it comes up.
+#[derive(Default)]
+struct Due {
+  turns: BinaryHeap<Reverse<(Instant, u64)>>,
+  latest: HashMap<u64, Instant>,
 }
 
 impl Schedule {
@@ -31,10 +40,14 @@ impl Schedule {
     }
   }
 
-  /// Schedules lock `id` for extension at `at`. `true` the first time, when
-  /// the caller must start the task that serves the schedule.
+  /// Schedules lock `id` for extension at `at`, in place of a turn it had.
+  /// `true` the first time, when the caller must start the task that serves
+  /// the schedule.
   pub fn add(&self, id: u64, at: Instant) -> bool {
-    self.lock().push(Reverse((at, id)));
+    let mut due = self.lock();
+    due.turns.push(Reverse((at, id)));
+    due.latest.insert(id, at);
+    drop(due);
     self.changed.notify_one();
     !self.running.swap(true, Ordering::SeqCst)
   }
@@ -51,17 +64,21 @@ impl Schedule {
       let next = {
         let mut due = self.lock();
         let mut ready = Vec::new();
-        while let Some(Reverse((at, id))) = due.peek().copied() {
-          if at > now {
+        while let Some(Reverse((at, id))) = due.turns.peek().copied() {
+          let replaced = due.latest.get(&id) != Some(&at);
+          if !replaced && at > now {
             break;
           }
-          due.pop();
-          ready.push(id);
+          due.turns.pop();
+          if !replaced {
+            due.latest.remove(&id);
+            ready.push(id);
+          }
         }
         if !ready.is_empty() {
           return Some(ready);
         }
-        due.peek().map(|Reverse((at, _))| *at)
+        due.turns.peek().map(|Reverse((at, _))| *at)
       };
       let sleep = async {
         match next {
@@ -77,7 +94,7 @@ impl Schedule {
     }
   }
 
-  fn lock(&self) -> std::sync::MutexGuard<'_, BinaryHeap<Reverse<(Instant, u64)>>> {
+  fn lock(&self) -> std::sync::MutexGuard<'_, Due> {
     self.due.lock().unwrap_or_else(|e| e.into_inner())
   }
 }
@@ -120,6 +137,12 @@ mod tests {
     assert!(!schedule.add(1, now + Duration::from_millis(100)));
     assert_eq!(schedule.next_due().await, Some(vec![1]));
     assert_eq!(schedule.next_due().await, Some(vec![2]));
+    // Scheduled again, earlier: one turn, at the new time.
+    schedule.add(4, now + Duration::from_millis(400));
+    schedule.add(4, now + Duration::from_millis(300));
+    schedule.add(5, now + Duration::from_millis(350));
+    assert_eq!(schedule.next_due().await, Some(vec![4]));
+    assert_eq!(schedule.next_due().await, Some(vec![5]));
     assert!(!schedule.add(3, now + Duration::from_secs(60)));
     let close = async {
       tokio::task::yield_now().await;

@@ -6,6 +6,7 @@ use std::time::{Duration, Instant};
 
 use super::Inner;
 use crate::engine::observe::{Count, LockEvent};
+use crate::engine::quorum::Verdict;
 use crate::engine::watchdog::next_extension;
 
 /// How soon the watchdog tries again after an extension failed.
@@ -32,8 +33,9 @@ impl Inner {
     });
   }
 
-  /// One watchdog extension of lock `id`. A failed one is tried again while
-  /// the lease is still valid; when none succeeds in time the lease is
+  /// One watchdog extension of lock `id`, given up at the end of the lease's
+  /// validity. A failed one is tried again while the lease is still valid,
+  /// unless a majority refused it; when none succeeds in time the lease is
   /// lost and `on_lost` is told, unless the lock was released meanwhile.
   async fn keep_alive(this: &Arc<Inner>, id: u64) {
     if this.lifecycle.is_closed() {
@@ -42,7 +44,8 @@ impl Inner {
     let Some(extension) = this.begin_extend(id, None) else {
       return;
     };
-    let (lease, votes) = this.finish_extend(extension).await;
+    let by = extension.lock.valid_until;
+    let (lease, votes) = this.finish_extend(extension, Some(by)).await;
     let validity = lease.map(|lease| lease.ms);
     let observer = &this.observer;
     let told = |lost: bool| {
@@ -62,14 +65,22 @@ impl Inner {
       return;
     };
     let retry_at = Instant::now() + WATCHDOG_RETRY;
-    if retry_at + this.config.command_timeout < latest.valid_until {
+    // A majority that refused no longer holds this lease's keys: trying
+    // again cannot bring them back.
+    let refused = votes.verdict == Verdict::Held;
+    if !refused && retry_at + this.config.command_timeout < latest.valid_until {
       told(false);
       this.schedule.add(id, retry_at.into());
       return;
     }
+    if this.registry().remove(id).is_none() {
+      told(false);
+      return;
+    }
     observer.count(Count::Lost);
     told(true);
-    this.give_up(id, &latest, &votes.replies).await;
+    // Told before the delete is answered: the lease ended already.
     (this.on_lost)(id);
+    this.give_up(&latest, &votes.replies).await;
   }
 }

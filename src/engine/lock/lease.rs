@@ -45,8 +45,13 @@ impl Inner {
   }
 
   /// The extension's new lease when a majority extended it in time, and
-  /// the votes.
-  pub(super) async fn finish_extend(&self, extension: Extension) -> (Option<Lease>, Votes) {
+  /// the votes; with `by`, a majority that has not answered by then has
+  /// failed.
+  pub(super) async fn finish_extend(
+    &self,
+    extension: Extension,
+    by: Option<Instant>,
+  ) -> (Option<Lease>, Votes) {
     let Extension {
       id,
       ttl_ms,
@@ -54,10 +59,13 @@ impl Inner {
       issued,
       ..
     } = extension;
-    let timeout = self
+    let mut timeout = self
       .config
       .command_timeout
       .min(Duration::from_millis(ttl_ms));
+    if let Some(by) = by {
+      timeout = timeout.min(by.saturating_duration_since(began.at));
+    }
     let quarantine = self.quarantine();
     let votes = self.noted(tally(&self.nodes, issued, timeout, quarantine, script_vote(1)).await);
     let extended = match votes.verdict {
@@ -66,16 +74,15 @@ impl Inner {
     };
     if let Some(lease) = extended {
       let gone_at = began.at + Duration::from_millis(ttl_ms) + self.config.command_timeout;
-      self.registry().extend(id, lease.until, gone_at);
+      self.registry().extend(id, began.at, lease.until, gone_at);
     }
     (extended, votes)
   }
 
-  /// The lease is lost: the lock leaves the registry, and what is left of it
-  /// on a minority goes now rather than stand in the next owner's way. A
-  /// release: where it still held, waiters may now take it.
-  pub(super) async fn give_up(&self, id: u64, lock: &HeldLock, replies: &[Reply]) {
-    self.registry().remove(id);
+  /// The lease is lost, and out of the registry: what is left of it on a
+  /// minority goes now rather than stand in the next owner's way. A release:
+  /// where it still held, waiters may now take it.
+  pub(super) async fn give_up(&self, lock: &HeldLock, replies: &[Reply]) {
     let request = self.scripts.release(&lock.keys, &lock.value);
     self
       .delete(&request, replies, self.config.command_timeout)
