@@ -298,10 +298,10 @@ export interface AcquireOptions {
    * I/O thread, between a third and a half of its validity after each
    * extension, so a busy event loop cannot lose it. When no extension
    * reaches a majority within the remaining validity, or a majority refuses
-   * one, the handle's `signal` aborts with reason code `ERR_LOCK_LOST` (by
-   * the end of the validity) and the watchdog stops. An `extend(ttlMs)` of
-   * your own sets the validity, a shorter one too, and the watchdog's next
-   * turn from it.
+   * one, the handle's `signal` aborts with reason code `ERR_LOCK_LOST` (when
+   * the validity ends, if not before) and the watchdog stops. An
+   * `extend(ttlMs)` of your own sets the validity (a shorter one too), the
+   * TTL the watchdog extends with from then on, and its next turn.
    */
   auto_extend?: boolean
   /** camelCase spelling of {@link AcquireOptions.auto_extend}. */

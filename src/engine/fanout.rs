@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 use redis::Value;
 
 use super::connection::{Answer, Answered, NodeClient};
-use super::quorum::{Tally, Verdict};
+use super::quorum::{quorum_of, Tally, Verdict};
 use super::scripts::Request;
 
 /// What one node answered in one attempt.
@@ -38,6 +38,20 @@ pub struct Votes {
   /// The quarantine the tally applied: a node in it answered, but its vote
   /// did not count.
   pub quarantine: Option<Duration>,
+}
+
+impl Votes {
+  /// Whether a majority of the nodes refused, quarantined ones too: what
+  /// they hold is not this owner's, so no later try of the same command can
+  /// win.
+  pub fn refused_by_majority(&self) -> bool {
+    let refused = self
+      .replies
+      .iter()
+      .filter(|reply| matches!(reply, Reply::Refused))
+      .count();
+    refused >= quorum_of(self.replies.len())
+  }
 }
 
 /// A command issued to every node, its replies still to come.
@@ -179,5 +193,30 @@ pub fn fenced_vote(highest: &AtomicU64) -> impl Fn(&Value) -> Option<bool> + '_ 
       _ => None,
     },
     _ => None,
+  }
+}
+
+#[cfg(test)]
+mod tests {
+  use super::*;
+
+  fn votes(replies: Vec<Reply>) -> Votes {
+    Votes {
+      verdict: Verdict::Held,
+      latencies: vec![None; replies.len()],
+      replies,
+      quarantine: None,
+    }
+  }
+
+  #[test]
+  fn only_refusals_from_a_majority_are_final() {
+    use Reply::{Failed, Granted, Pending, Refused};
+    let failed = || Failed("timed out".into());
+    assert!(votes(vec![Refused, Refused, Pending]).refused_by_majority());
+    // Held too, but one node still holds the key and another may answer next time.
+    assert!(!votes(vec![Granted, Refused, failed()]).refused_by_majority());
+    assert!(!votes(vec![Granted, Granted, Refused, failed(), failed()]).refused_by_majority());
+    assert!(votes(vec![Refused, Granted, Refused, Refused, Pending]).refused_by_majority());
   }
 }

@@ -312,8 +312,10 @@ impl Engine {
         }
         (None, votes) => {
           inner.observer.count(Count::ExtensionFailed);
-          inner.observer.count(Count::Lost);
-          inner.registry().remove(id);
+          // Not when it was released meanwhile, or already given up.
+          if inner.registry().remove(id).is_some() {
+            inner.observer.count(Count::Lost);
+          }
           inner.give_up(&lock, &votes.replies).await;
           Decided::once(None, votes)
         }

@@ -72,17 +72,29 @@ impl Registry {
     self.locks.remove(&id)
   }
 
-  /// Records a successful extension issued at `since`: the new end of the
-  /// validity, unless an extension issued later already set one, and the
-  /// time the keys are gone, if later.
-  pub fn extend(&mut self, id: u64, since: Instant, valid_until: Instant, gone_at: Instant) {
-    if let Some(held) = self.locks.get_mut(&id) {
-      if since >= held.valid_since {
-        held.valid_since = since;
-        held.valid_until = valid_until;
-      }
-      held.gone_at = held.gone_at.max(gone_at);
+  /// Records a successful extension to `ttl_ms` issued at `since`: the new
+  /// end of the validity and the TTL later extensions use, unless an
+  /// extension issued later already set them, and the time the keys are
+  /// gone, if later. `false` when the lock is no longer held here (released,
+  /// or given up as lost meanwhile).
+  pub fn extend(
+    &mut self,
+    id: u64,
+    since: Instant,
+    ttl_ms: u64,
+    valid_until: Instant,
+    gone_at: Instant,
+  ) -> bool {
+    let Some(held) = self.locks.get_mut(&id) else {
+      return false;
+    };
+    if since >= held.valid_since {
+      held.valid_since = since;
+      held.valid_until = valid_until;
+      held.ttl_ms = ttl_ms;
     }
+    held.gone_at = held.gone_at.max(gone_at);
+    true
   }
 
   /// Hands over everything still held.
@@ -135,13 +147,17 @@ mod tests {
       ..lock(after(30_000))
     });
     // A shorter extension issued later: its keys' TTL is the one the nodes keep.
-    registry.extend(id, after(10), after(2_000), after(2_500));
-    assert_eq!(registry.get(id).unwrap().valid_until, after(2_000));
-    // An extension issued before it, answered after it, changes nothing.
-    registry.extend(id, after(5), after(29_000), after(29_500));
-    assert_eq!(registry.get(id).unwrap().valid_until, after(2_000));
+    assert!(registry.extend(id, after(10), 2_000, after(2_000), after(2_500)));
+    let held = registry.get(id).unwrap();
+    assert_eq!((held.valid_until, held.ttl_ms), (after(2_000), 2_000));
+    // An extension issued before it, answered after it, changes neither.
+    assert!(registry.extend(id, after(5), 29_000, after(29_000), after(29_500)));
+    let held = registry.get(id).unwrap();
+    assert_eq!((held.valid_until, held.ttl_ms), (after(2_000), 2_000));
     // The keys may last as long as the longest write made them.
-    assert_eq!(registry.get(id).unwrap().gone_at, after(30_000));
+    assert_eq!(held.gone_at, after(30_000));
+    registry.remove(id);
+    assert!(!registry.extend(id, after(20), 2_000, after(2_020), after(2_520)));
   }
 
   #[test]

@@ -21,9 +21,9 @@ pub struct Schedule {
   lifecycle: Lifecycle,
 }
 
-/// The turns in time order, and each lease's latest: a lease scheduled
-/// again (an extension that changed its validity) keeps one turn, and the
-/// earlier one is skipped when it comes up.
+/// The turns in time order, and each lease's pending one: a lease scheduled
+/// again earlier (an extension that shortened its validity) keeps one turn,
+/// and the one it replaced is skipped when it comes up.
 #[derive(Default)]
 struct Due {
   turns: BinaryHeap<Reverse<(Instant, u64)>>,
@@ -40,13 +40,16 @@ impl Schedule {
     }
   }
 
-  /// Schedules lock `id` for extension at `at`, in place of a turn it had.
-  /// `true` the first time, when the caller must start the task that serves
-  /// the schedule.
+  /// Schedules lock `id` for extension at `at`, unless the turn it has
+  /// comes first: one turn too early costs an extension, one too late may
+  /// cost the lease. `true` the first time, when the caller must start the
+  /// task that serves the schedule.
   pub fn add(&self, id: u64, at: Instant) -> bool {
     let mut due = self.lock();
-    due.turns.push(Reverse((at, id)));
-    due.latest.insert(id, at);
+    if due.latest.get(&id).is_none_or(|&pending| at < pending) {
+      due.turns.push(Reverse((at, id)));
+      due.latest.insert(id, at);
+    }
     drop(due);
     self.changed.notify_one();
     !self.running.swap(true, Ordering::SeqCst)
@@ -137,12 +140,15 @@ mod tests {
     assert!(!schedule.add(1, now + Duration::from_millis(100)));
     assert_eq!(schedule.next_due().await, Some(vec![1]));
     assert_eq!(schedule.next_due().await, Some(vec![2]));
-    // Scheduled again, earlier: one turn, at the new time.
+    // Scheduled again, earlier: one turn, at the new time; later: the first
+    // turn stays.
     schedule.add(4, now + Duration::from_millis(400));
     schedule.add(4, now + Duration::from_millis(300));
     schedule.add(5, now + Duration::from_millis(350));
+    schedule.add(5, now + Duration::from_millis(500));
     assert_eq!(schedule.next_due().await, Some(vec![4]));
     assert_eq!(schedule.next_due().await, Some(vec![5]));
+    assert_eq!(Instant::now(), now + Duration::from_millis(350));
     assert!(!schedule.add(3, now + Duration::from_secs(60)));
     let close = async {
       tokio::task::yield_now().await;

@@ -6,7 +6,6 @@ use std::time::{Duration, Instant};
 
 use super::Inner;
 use crate::engine::observe::{Count, LockEvent};
-use crate::engine::quorum::Verdict;
 use crate::engine::watchdog::next_extension;
 
 /// How soon the watchdog tries again after an extension failed.
@@ -35,8 +34,9 @@ impl Inner {
 
   /// One watchdog extension of lock `id`, given up at the end of the lease's
   /// validity. A failed one is tried again while the lease is still valid,
-  /// unless a majority refused it; when none succeeds in time the lease is
-  /// lost and `on_lost` is told, unless the lock was released meanwhile.
+  /// unless a majority refused it (their keys are gone or another owner's);
+  /// when none succeeds in time the lease is lost and `on_lost` is told,
+  /// unless the lock was released meanwhile.
   async fn keep_alive(this: &Arc<Inner>, id: u64) {
     if this.lifecycle.is_closed() {
       return;
@@ -64,11 +64,9 @@ impl Inner {
       told(false);
       return;
     };
+    // A retry's wait is cut at the end of the validity too.
     let retry_at = Instant::now() + WATCHDOG_RETRY;
-    // A majority that refused no longer holds this lease's keys: trying
-    // again cannot bring them back.
-    let refused = votes.verdict == Verdict::Held;
-    if !refused && retry_at + this.config.command_timeout < latest.valid_until {
+    if !votes.refused_by_majority() && retry_at < latest.valid_until {
       told(false);
       this.schedule.add(id, retry_at.into());
       return;

@@ -72,10 +72,14 @@ impl Inner {
       Verdict::Won => lease(began, ttl_ms, Instant::now(), self.config.drift_factor),
       _ => None,
     };
-    if let Some(lease) = extended {
+    // A lease given up meanwhile (the watchdog's extension ran out of time)
+    // stays lost: its keys are being deleted.
+    let extended = extended.filter(|lease| {
       let gone_at = began.at + Duration::from_millis(ttl_ms) + self.config.command_timeout;
-      self.registry().extend(id, began.at, lease.until, gone_at);
-    }
+      self
+        .registry()
+        .extend(id, began.at, ttl_ms, lease.until, gone_at)
+    });
     (extended, votes)
   }
 
