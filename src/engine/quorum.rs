@@ -1,5 +1,6 @@
 //! Quorum arithmetic: when an attempt is decided, and how long a lease is
-//! guaranteed. Pure functions, so every case is covered by unit tests.
+//! guaranteed. Pure functions (but for `Began::now`, which reads the
+//! clocks), so every case is covered by unit tests.
 
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -77,7 +78,7 @@ impl Tally {
 /// The time a lease is guaranteed for, counted from the start of the call:
 /// `ttl - elapsed - (ttl * drift_factor + 2 ms)`, rounded down to whole
 /// milliseconds. `None` when nothing of it is left.
-pub fn validity_ms(ttl_ms: u64, elapsed: Duration, drift_factor: f64) -> Option<u64> {
+fn validity_ms(ttl_ms: u64, elapsed: Duration, drift_factor: f64) -> Option<u64> {
   let left_us = guaranteed_us(ttl_ms, drift_factor) - elapsed.as_micros() as f64;
   let left_ms = (left_us / 1000.0).floor();
   (left_ms >= 1.0).then_some(left_ms as u64)

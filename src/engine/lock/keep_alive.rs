@@ -71,14 +71,14 @@ impl Inner {
       this.schedule.add(id, retry_at.into());
       return;
     }
-    if this.registry().remove(id).is_none() {
+    let Some(lost) = this.registry().remove(id) else {
       told(false);
       return;
-    }
+    };
     observer.count(Count::Lost);
     told(true);
     // Told before the delete is answered: the lease ended already.
     (this.on_lost)(id);
-    this.give_up(&latest, &votes.replies).await;
+    this.give_up(&lost, &votes.replies).await;
   }
 }
