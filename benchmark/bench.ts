@@ -10,6 +10,9 @@
 // W2 throughput  concurrency 64 on distinct keys, client CPU per pair, RSS
 // W3 hand-over   8 worker processes on one key, each holding 2 ms
 // W4 scale       W1 while 100,000 locks are held; memory per held lock; 5 nodes against 3
+//
+// W1 also runs the floor (benchmark/floor.rs): raw's algorithm in a native
+// client, what the machine itself costs one quorum acquire.
 
 import { execFileSync, fork, spawnSync } from 'node:child_process'
 import { readFileSync, writeFileSync } from 'node:fs'
@@ -48,6 +51,23 @@ const HELD = QUICK ? 2_000 : 100_000
 const HANDOVER_MS = QUICK ? 1_000 : 4_000
 const NAMES_RUN = (options.only ? options.only.split(',') : [...NAMES]) as Name[]
 
+/** W1 has one more entrant than the libraries. */
+type Entrant = Name | 'floor'
+const ENTRANT_LABELS: Record<Entrant, string> = { ...LABELS, floor: 'floor: raw in a native client (redis crate, blocking reads)' }
+const FLOOR = path.join(__dirname, '..', 'target', 'release', 'examples', 'quorum_floor')
+
+/** Builds the floor's client (benchmark/floor.rs). */
+function buildFloor(): void {
+  execFileSync('cargo', ['build', '--release', '--quiet', '--locked', '--example', 'quorum_floor'], { stdio: 'inherit' })
+}
+
+/** `pairs` acquire+release pairs of the floor's client on the nodes at `addresses`. */
+function runFloor(addresses: string[], pairs: number): PairsResult {
+  const run = spawnSync(FLOOR, [addresses.join(','), String(pairs)], { encoding: 'utf8', maxBuffer: 1 << 24, timeout: 10 * 60_000 })
+  if (run.status !== 0) throw new Error(`the floor's client failed: ${run.stderr}`)
+  return JSON.parse(run.stdout) as PairsResult
+}
+
 function runWorkload<T = Row>(config: WorkloadConfig): T {
   const run = spawnSync(process.execPath, ['--expose-gc', '--import', 'tsx', path.join(__dirname, 'workload.ts'), JSON.stringify(config)], {
     encoding: 'utf8',
@@ -58,17 +78,18 @@ function runWorkload<T = Row>(config: WorkloadConfig): T {
   return JSON.parse(run.stdout.trim().split('\n').pop() ?? '{}') as T
 }
 
-/** One round of W1: every library's slices, taking turns; per library the pairs/s and percentiles over all its slices. */
-function latencyRound(order: Name[], config: (name: Name) => WorkloadConfig): Map<Name, Row> {
-  const slices = new Map<Name, PairsResult[]>()
+/** One round of W1: every entrant's slices, taking turns; per entrant the pairs/s and percentiles over all its slices. */
+function latencyRound(order: Entrant[], config: (name: Name) => WorkloadConfig): Map<Entrant, Row> {
+  const slices = new Map<Entrant, PairsResult[]>()
+  const pairs = PAIRS_W1 / W1_SLICES
   for (let slice = 0; slice < W1_SLICES; slice++) {
     for (let i = 0; i < order.length; i++) {
       const name = order[(i + slice) % order.length]
-      const result = runWorkload<PairsResult>({ ...config(name), workload: 'latency', pairs: PAIRS_W1 / W1_SLICES })
+      const result = name === 'floor' ? runFloor(config('raw').addresses, pairs) : runWorkload<PairsResult>({ ...config(name), workload: 'latency', pairs })
       slices.set(name, [...(slices.get(name) ?? []), result])
     }
   }
-  const rows = new Map<Name, Row>()
+  const rows = new Map<Entrant, Row>()
   for (const [name, results] of slices) {
     const latencies = results.flatMap((result) => result.latenciesUs).sort((a, b) => a - b)
     const seconds = results.reduce((sum, result) => sum + result.seconds, 0)
@@ -148,11 +169,11 @@ interface Column {
   spread?: boolean
 }
 
-function table(title: string, results: Map<Name, Row[]>, columns: Column[], ratioMetric: string, ratioTitle: string): string {
+function table(title: string, results: Map<Entrant, Row[]>, columns: Column[], ratioMetric: string, ratioTitle: string): string {
   const lines = [`### ${title}`, '', `| library | ${columns.map((c) => c.title).join(' | ')} | ${ratioTitle} vs redlock | vs raw |`,
     `| --- | ${columns.map(() => '---:').join(' | ')} | ---: | ---: |`]
-  const med = (name: Name, metric: string) => median((results.get(name) ?? []).map((r) => r[metric]))
-  for (const name of NAMES_RUN) {
+  const med = (name: Entrant, metric: string) => median((results.get(name) ?? []).map((r) => r[metric]))
+  for (const name of [...NAMES_RUN, ...(results.has('floor') ? ['floor' as const] : [])]) {
     const rows = results.get(name) ?? []
     const cells = columns.map((c) => {
       const values = rows.map((r) => r[c.metric])
@@ -163,7 +184,7 @@ function table(title: string, results: Map<Name, Row[]>, columns: Column[], rati
       const value = med(name, ratioMetric) / med(base, ratioMetric)
       return Number.isNaN(value) ? 'n/a' : `${format(value, 2)}x`
     }
-    lines.push(`| ${LABELS[name]} | ${cells.join(' | ')} | ${ratio('redlock')} | ${ratio('raw')} |`)
+    lines.push(`| ${ENTRANT_LABELS[name]} | ${cells.join(' | ')} | ${ratio('redlock')} | ${ratio('raw')} |`)
   }
   return lines.join('\n')
 }
@@ -173,13 +194,14 @@ async function main(): Promise<void> {
   // `ours` turns its restart quarantine off for them (see contenders.ts).
   const cluster = await Cluster.start(3, { durable: false })
   const five = await Cluster.start(5, { durable: false })
-  const results = { W1: new Map<Name, Row[]>(), W2: new Map<Name, Row[]>(), W3: new Map<Name, Row[]>(), W4: new Map<Name, Row[]>() }
-  const add = (map: Map<Name, Row[]>, name: Name, row: Row) => map.set(name, [...(map.get(name) ?? []), row])
+  buildFloor()
+  const results = { W1: new Map<Entrant, Row[]>(), W2: new Map<Entrant, Row[]>(), W3: new Map<Entrant, Row[]>(), W4: new Map<Entrant, Row[]>() }
+  const add = (map: Map<Entrant, Row[]>, name: Entrant, row: Row) => map.set(name, [...(map.get(name) ?? []), row])
   try {
     for (let round = 0; round < ROUNDS; round++) {
       const order = NAMES_RUN.map((_, i) => NAMES_RUN[(i + round) % NAMES_RUN.length])
       const base = (name: Name) => ({ name, addresses: cluster.addresses, addresses5: five.addresses, held: HELD, round, workload: 'latency' as const, pairs: 0 })
-      for (const [name, row] of latencyRound(order, base)) add(results.W1, name, row)
+      for (const [name, row] of latencyRound([...order, 'floor'], base)) add(results.W1, name, row)
       await cluster.flush()
       for (const name of order) {
         add(results.W2, name, runWorkload({ ...base(name), workload: 'throughput', pairs: PAIRS_W2 }))
@@ -230,6 +252,7 @@ async function main(): Promise<void> {
     `- Node ${process.version}, ${redisVersion}, three local nodes (five for the 5-node column), ${ROUNDS} interleaved round(s), order rotated each round`,
     `- libraries: redlock ${versions('redlock')}, @sesamecare-oss/redlock ${versions('@sesamecare-oss/redlock')}, redlock-universal ${versions('redlock-universal')}, redis-semaphore ${versions('redis-semaphore')}, ioredis ${versions('ioredis')}`,
     `- each library runs W2 and W4 in a fresh process, and W1 in ${W1_SLICES} slices of a fresh process each, the libraries taking turns; medians over rounds, with the range of the rounds in parentheses`,
+    '- W1\'s floor is `benchmark/floor.rs`: the raw baseline\'s algorithm in one native thread, blocking on the replies in node order, what the machine itself costs a quorum acquire',
     '- W3: the peers retry every 50 ms without jitter; this library waits with `wait_ms`, woken by the release',
   ]
   const svg = renderChart(NAMES_RUN.map((name) => ({
