@@ -28,6 +28,8 @@ use super::watchdog::Schedule;
 use attempt::{Begun, Plan};
 
 mod attempt;
+#[cfg(test)]
+mod extensions_in_order;
 mod inspect;
 mod keep_alive;
 mod lease;
@@ -154,6 +156,12 @@ struct Inner {
   /// The longest TTL configured or used so far: how long a node that
   /// restarted without its data stays out of the quorum.
   max_ttl_ms: AtomicU64,
+  /// Held while an extension takes its issue time and is issued to every
+  /// node: a caller's extension and a watchdog turn, on two threads, then
+  /// reach every node in the order of their issue times, and the one issued
+  /// last, whose validity the lease keeps, is the one the nodes keep too.
+  /// Issuing never waits on a node.
+  issuing_extension: Mutex<()>,
 }
 
 /// The quorum lock over a fixed set of independent nodes.
@@ -228,6 +236,7 @@ impl Engine {
         work,
         observer: Observer::new(nodes_len, on_event),
         max_ttl_ms: AtomicU64::new(config.max_ttl_ms.unwrap_or(0).max(config.lock_ttl_ms)),
+        issuing_extension: Mutex::new(()),
         config,
       }),
     })

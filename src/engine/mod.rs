@@ -10,7 +10,7 @@
 //! state, `observe` the counts and events of an instance, `watchdog` the schedule of auto-extended leases, `waiters` the
 //! release notifications, `lock` the orchestration, `error` the error codes,
 //! and `shape` how the shapes callers read are declared once. It is tested
-//! with `cargo test` alone.
+//! with `cargo test` alone; one test starts its own `redis-server` nodes.
 
 pub mod config;
 pub mod connection;

@@ -33,8 +33,13 @@ impl Inner {
     let ttl_ms = ttl_ms.unwrap_or(lock.ttl_ms);
     self.use_ttl(ttl_ms);
     let request = self.scripts.extend(&lock.keys, &lock.value, ttl_ms);
-    let began = Began::now();
-    let issued = issue(&self.nodes, &request);
+    let (began, issued) = {
+      let _in_order = self
+        .issuing_extension
+        .lock()
+        .unwrap_or_else(|e| e.into_inner());
+      (Began::now(), issue(&self.nodes, &request))
+    };
     Some(Extension {
       id,
       lock,
