@@ -54,17 +54,19 @@ const NAMES_RUN = (options.only ? options.only.split(',') : [...NAMES]) as Name[
 /** W1 has one more entrant than the libraries. */
 type Entrant = Name | 'floor'
 const ENTRANT_LABELS: Record<Entrant, string> = { ...LABELS, floor: 'floor: raw in a native client (redis crate, blocking reads)' }
-const FLOOR = path.join(__dirname, '..', 'target', 'release', 'examples', 'quorum_floor')
+/** The host's target triple: `npm run build` builds for it, and the floor's client shares those builds. */
+const TARGET = /^host: (.+)$/m.exec(execFileSync('rustc', ['-vV'], { encoding: 'utf8' }))?.[1] ?? 'unknown'
+const FLOOR = path.join(__dirname, '..', 'target', TARGET, 'release', 'examples', 'quorum_floor')
 
 /** Builds the floor's client (benchmark/floor.rs). */
 function buildFloor(): void {
-  execFileSync('cargo', ['build', '--release', '--quiet', '--locked', '--example', 'quorum_floor'], { stdio: 'inherit' })
+  execFileSync('cargo', ['build', '--release', '--quiet', '--locked', '--target', TARGET, '--example', 'quorum_floor'], { stdio: 'inherit' })
 }
 
 /** `pairs` acquire+release pairs of the floor's client on the nodes at `addresses`. */
 function runFloor(addresses: string[], pairs: number): PairsResult {
   const run = spawnSync(FLOOR, [addresses.join(','), String(pairs)], { encoding: 'utf8', maxBuffer: 1 << 24, timeout: 10 * 60_000 })
-  if (run.status !== 0) throw new Error(`the floor's client failed: ${run.stderr}`)
+  if (run.status !== 0) throw new Error(`the floor's client failed: ${run.error?.message ?? run.stderr}`)
   return JSON.parse(run.stdout) as PairsResult
 }
 
@@ -192,16 +194,17 @@ function table(title: string, results: Map<Entrant, Row[]>, columns: Column[], r
 async function main(): Promise<void> {
   // Plain nodes without persistence, as the peers are usually measured on;
   // `ours` turns its restart quarantine off for them (see contenders.ts).
+  buildFloor()
   const cluster = await Cluster.start(3, { durable: false })
   const five = await Cluster.start(5, { durable: false })
-  buildFloor()
   const results = { W1: new Map<Entrant, Row[]>(), W2: new Map<Entrant, Row[]>(), W3: new Map<Entrant, Row[]>(), W4: new Map<Entrant, Row[]>() }
   const add = (map: Map<Entrant, Row[]>, name: Entrant, row: Row) => map.set(name, [...(map.get(name) ?? []), row])
   try {
     for (let round = 0; round < ROUNDS; round++) {
-      const order = NAMES_RUN.map((_, i) => NAMES_RUN[(i + round) % NAMES_RUN.length])
+      const rotated = <T>(names: T[]) => names.map((_, i) => names[(i + round) % names.length])
+      const order = rotated(NAMES_RUN)
       const base = (name: Name) => ({ name, addresses: cluster.addresses, addresses5: five.addresses, held: HELD, round, workload: 'latency' as const, pairs: 0 })
-      for (const [name, row] of latencyRound([...order, 'floor'], base)) add(results.W1, name, row)
+      for (const [name, row] of latencyRound(rotated<Entrant>([...NAMES_RUN, 'floor']), base)) add(results.W1, name, row)
       await cluster.flush()
       for (const name of order) {
         add(results.W2, name, runWorkload({ ...base(name), workload: 'throughput', pairs: PAIRS_W2 }))

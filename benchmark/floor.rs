@@ -1,8 +1,9 @@
 //! The W1 floor: the raw baseline's algorithm without a runtime or a
 //! JavaScript engine in the way. One thread sends `SET NX PX` to every node,
-//! then blocks on the replies in node order and is decided at the second
-//! grant; the release is the compare-and-delete script on every node. What
-//! it measures is what the machine itself costs a quorum acquire: the writes
+//! then blocks on the replies in node order (not in the order they arrive,
+//! so one slow node can hold it up) and is decided at a majority's grants;
+//! the release is the compare-and-delete script on every node. What it
+//! measures is what the machine itself costs a quorum acquire: the writes
 //! and the wake-ups of the processes on both ends.
 //!
 //!   cargo run --release --example quorum_floor -- <host:port,...> <pairs>
