@@ -96,6 +96,7 @@ impl Node {
     let mut reply = [0u8; 7];
     TcpStream::connect(("127.0.0.1", self.port))
       .and_then(|mut socket| {
+        socket.set_read_timeout(Some(Duration::from_secs(1)))?;
         socket.write_all(b"PING\r\n")?;
         socket.read_exact(&mut reply)
       })
