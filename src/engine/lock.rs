@@ -17,7 +17,7 @@ use super::error::{LockError, NodeError};
 use super::fanout::{Reply, Votes};
 use super::lifecycle::Lifecycle;
 use super::observe::{Count, EventSink, Observer, Stats};
-use super::quorum::{lease, quorum_of, Lease, Verdict};
+use super::quorum::{lease, quorum_of, Began, Lease, Verdict};
 use super::registry::{HeldLock, Registry};
 use super::scripts::{fence_key, Scripts};
 use super::shape::plain;
@@ -308,24 +308,26 @@ impl Engine {
       let Some(extension) = extension else {
         return Decided::unasked(Ok(None));
       };
-      let lock = extension.lock.clone();
+      let auto_extend = extension.lock.auto_extend;
       match inner.finish_extend(extension, None).await {
         (Some(extended), votes) => {
           inner.observer.count(Count::Extended);
           // The watchdog's turn was set for the validity before, which this
           // extension may have shortened.
-          if lock.auto_extend {
+          if auto_extend {
             Inner::watch(&inner, id, extended.ms);
           }
           Decided::once(Some(Validity::from(extended)), votes)
         }
         (None, votes) => {
           inner.observer.count(Count::ExtensionFailed);
-          // Not when it was released meanwhile, or already given up.
-          if inner.registry().remove(id).is_some() {
+          // A lease released meanwhile, or already given up by the
+          // watchdog, has had its keys deleted by whoever took it out.
+          let lost = inner.registry().remove(id);
+          if let Some(lost) = lost {
             inner.observer.count(Count::Lost);
+            inner.give_up(&lost, &votes.replies).await;
           }
-          inner.give_up(&lock, &votes.replies).await;
           Decided::once(None, votes)
         }
       }
@@ -500,7 +502,7 @@ impl Inner {
             valid_until: won.until,
             valid_since: attempt.began.at,
             auto_extend: options.auto_extend,
-            gone_at: attempt.began.at + Duration::from_millis(plan.ttl_ms) + config.command_timeout,
+            gone_at: self.keys_gone_at(attempt.began, plan.ttl_ms),
           };
           let registered = self.register(lock);
           if registered.is_none() {
@@ -570,6 +572,12 @@ impl Inner {
     for node in &self.nodes {
       node.close();
     }
+  }
+
+  /// When the keys of a `ttl_ms` write issued at `began` are gone from
+  /// every node (`HeldLock::gone_at`).
+  fn keys_gone_at(&self, began: Began, ttl_ms: u64) -> Instant {
+    began.at + Duration::from_millis(ttl_ms) + self.config.command_timeout
   }
 
   fn registry(&self) -> MutexGuard<'_, Registry> {

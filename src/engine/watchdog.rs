@@ -27,7 +27,7 @@ pub struct Schedule {
 #[derive(Default)]
 struct Due {
   turns: BinaryHeap<Reverse<(Instant, u64)>>,
-  latest: HashMap<u64, Instant>,
+  pending: HashMap<u64, Instant>,
 }
 
 impl Schedule {
@@ -46,9 +46,9 @@ impl Schedule {
   /// task that serves the schedule.
   pub fn add(&self, id: u64, at: Instant) -> bool {
     let mut due = self.lock();
-    if due.latest.get(&id).is_none_or(|&pending| at < pending) {
+    if due.pending.get(&id).is_none_or(|&pending| at < pending) {
       due.turns.push(Reverse((at, id)));
-      due.latest.insert(id, at);
+      due.pending.insert(id, at);
     }
     drop(due);
     self.changed.notify_one();
@@ -68,13 +68,13 @@ impl Schedule {
         let mut due = self.lock();
         let mut ready = Vec::new();
         while let Some(Reverse((at, id))) = due.turns.peek().copied() {
-          let replaced = due.latest.get(&id) != Some(&at);
+          let replaced = due.pending.get(&id) != Some(&at);
           if !replaced && at > now {
             break;
           }
           due.turns.pop();
           if !replaced {
-            due.latest.remove(&id);
+            due.pending.remove(&id);
             ready.push(id);
           }
         }

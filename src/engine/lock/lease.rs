@@ -80,7 +80,7 @@ impl Inner {
     // A lease given up meanwhile (the watchdog's extension ran out of time)
     // stays lost: its keys are being deleted.
     let extended = extended.filter(|lease| {
-      let gone_at = began.at + Duration::from_millis(ttl_ms) + self.config.command_timeout;
+      let gone_at = self.keys_gone_at(began, ttl_ms);
       self
         .registry()
         .extend(id, began.at, ttl_ms, lease.until, gone_at)
